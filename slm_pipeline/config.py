@@ -1,0 +1,192 @@
+"""Typed, validated settings for every stage, loaded from one YAML file.
+
+Defaults live here, in code, and are tuned to work on the embedded SmolLM2-135M on 2 CPU cores.
+`slm_pipeline.yaml` (or the file named by $SLM_PIPELINE_CONFIG) overrides any of them. Unknown keys and bad
+values fail fast with a message that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = "slm_pipeline.yaml"
+EMBEDDED_DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
+
+# Direct identifiers: the entity types that must never reach training data.
+DIRECT_IDENTIFIERS = [
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "STREET_ADDRESS",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "US_DRIVER_LICENSE",
+]
+# Quasi-identifiers specific to support data, caught by our own recognizers.
+SUPPORT_IDENTIFIERS = ["ORDER_ID", "ACCOUNT_ID", "POSTCODE"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CorpusConfig(_Section):
+    corpus_dir: str = Field("assets/corpus", description="Folder with documents (.md/.txt), FAQ (.csv) and chats (.jsonl).")
+    faq_question_column: str = Field("question", description="CSV column holding the FAQ question.")
+    faq_answer_column: str = Field("answer", description="CSV column holding the FAQ answer.")
+    on_bad_record: Literal["error", "skip"] = Field(
+        "error", description="'error' stops at the first malformed record; 'skip' drops it and reports it."
+    )
+    max_file_mb: float = Field(50.0, gt=0, description="Refuse files larger than this (likely not a corpus file).")
+
+
+class AnonymizeConfig(_Section):
+    entities: list[str] = Field(
+        default_factory=lambda: DIRECT_IDENTIFIERS + SUPPORT_IDENTIFIERS,
+        description="Presidio entity types to detect and replace.",
+    )
+    score_threshold: float = Field(0.35, ge=0.0, le=1.0, description="Minimum recognizer score to treat a span as PII.")
+    replacement: Literal["tag", "fake"] = Field(
+        "tag", description="'tag' writes <PERSON_1>-style placeholders; 'fake' writes realistic fake values."
+    )
+    batch_size: int = Field(64, ge=1, description="Texts per spaCy nlp.pipe batch.")
+    canaries_file: str | None = Field(
+        "assets/canaries.yaml", description="Planted PII strings that must never survive anonymization."
+    )
+
+
+class PairsConfig(_Section):
+    max_tokens: int = Field(512, ge=16, description="Drop samples longer than this many base-model tokens.")
+    min_answer_chars: int = Field(8, ge=1, description="Drop pairs whose answer is shorter than this.")
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="Jaccard similarity of word shingles above which two samples are duplicates."
+    )
+    gold_leak_threshold: float = Field(
+        0.7, gt=0.0, le=1.0, description="Drop training questions this similar to any gold evaluation question."
+    )
+    eval_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="Share of samples held out for eval loss.")
+    include_docs: bool = Field(True, description="Build pairs from knowledge-base sections.")
+    include_refusals: bool = Field(True, description="Add refusal pairs for the policy's out-of-scope examples.")
+    min_train_samples: int = Field(20, ge=1, description="Fail if fewer training samples remain after curation.")
+
+
+class TrainConfig(_Section):
+    method: Literal["lora", "qlora", "dora"] = Field("lora", description="Adapter method. qlora = 4-bit NF4 base.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Linear layers that get adapters.",
+    )
+    learning_rate: float = Field(1e-3, gt=0.0)
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    epochs: float = Field(2.0, gt=0.0)
+    max_steps: int = Field(-1, description="If > 0, overrides epochs.")
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_seq_len: int = Field(512, ge=16, description="Packed sequence length in tokens.")
+    packing: bool = Field(True, description="Pack samples into full-length sequences (no padding waste).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto' = bf16 on CUDA with bf16 support, fp32 on CPU."
+    )
+    seed: int = 42
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints.")
+    resume: bool = Field(True, description="Resume from the latest checkpoint of the same config + data.")
+    logging_steps: int = Field(5, ge=1)
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores.")
+
+
+class ExportConfig(_Section):
+    variants: list[Literal["nf4", "int8", "gguf-q8_0", "gguf-q4_0"]] = Field(
+        default_factory=lambda: ["nf4", "int8", "gguf-q8_0", "gguf-q4_0"],
+        description="Quantized variants to write beside the merged model.",
+    )
+    verify_prompts: int = Field(4, ge=1, description="Prompts used to compare each variant with the merged model.")
+    ollama_model_name: str = "slm-support"
+
+
+class EvalConfig(_Section):
+    max_new_tokens: int = Field(64, ge=1)
+    max_gold: int = Field(0, ge=0, description="Evaluate at most this many gold questions (0 = all).")
+    variants: list[str] = Field(
+        default_factory=lambda: ["base", "merged"], description="Models to evaluate: base, merged, nf4, int8."
+    )
+    promotion_margin: float = Field(0.0, description="Tuned must beat base on the headline metric by this much.")
+    min_ood_refusal_rate: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class PipelineConfig(_Section):
+    base_model: str = Field(
+        EMBEDDED_DEFAULT_MODEL,
+        description="'embedded:smollm2-135m-instruct', a local HF model folder, or a Hugging Face hub id.",
+    )
+    artifacts_dir: str = Field("artifacts", description="Output root; every asset writes <asset>/<version>/ here.")
+    gold_file: str = "assets/gold/gold_qa.jsonl"
+    probes_dir: str = "assets/probes"
+    policy_file: str = "assets/policy.yaml"
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path relative to the project root (absolute paths stay as they are)."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"Invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown setting (check the spelling; see slm_pipeline/config.py)")
+        else:
+            lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
+    """Load settings: defaults <- YAML file (if present) <- overrides dict."""
+    if path is None:
+        path = os.environ.get("SLM_PIPELINE_CONFIG") or PROJECT_ROOT / DEFAULT_CONFIG_FILE
+    path = Path(path)
+    data: dict = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    elif os.environ.get("SLM_PIPELINE_CONFIG"):
+        raise ConfigError(f"SLM_PIPELINE_CONFIG points to {path}, which does not exist")
+    data = _deep_merge(data, overrides or {})
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, str(path))) from None
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
