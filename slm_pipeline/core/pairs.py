@@ -1,0 +1,502 @@
+"""Instruction pairs from anonymized corpus records: build, curate, split.
+
+Output sample format (fixed; training, eval and asset checks rely on it):
+  {"id": str,
+   "messages": [{"role": "system", "content": policy.system_prompt},
+                {"role": "user", "content": ...}, {"role": "assistant", "content": ...}, ...],
+   "source": "faq" | "chat" | "doc" | "teacher" | "refusal" | <record kind, e.g. "feedback">,
+   "split": "train" | "eval"}
+Messages always start with the policy system prompt, then alternate user/assistant, and end with an
+assistant turn. Every assistant turn is a training target.
+
+Where samples come from:
+  - records with `messages` (FAQ rows, chats, feedback): one sample each, turns normalized;
+  - records with `text` (documents): one pair per `## Section`, the question from a template picked
+    deterministically per section, the answer the section text;
+  - optional `teacher(title, section_text) -> [(question, answer), ...]`, called once per doc section (the
+    section text starts with its heading). Use it to plug in an LLM that writes better questions; off by default;
+  - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
+
+Curation drops, in this order, and reports each drop with a reason: no user/assistant exchange, empty or
+garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
+questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
+and samples over max_tokens (only when `count_tokens` is given; it should render with the model's chat template).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slm_pipeline.config import PairsConfig
+from slm_pipeline.core.policy import Policy
+
+__all__ = [
+    "PairsError",
+    "PairsResult",
+    "Teacher",
+    "build_pairs",
+    "validate_sample",
+    "split_sections",
+    "token_length_stats",
+    "token_length_histogram_markdown",
+    "MinHashLSH",
+    "shingles",
+]
+
+Teacher = Callable[[str, str], list[tuple[str, str]]]
+
+# Varied deterministically per section so the model does not learn one phrasing only.
+DOC_QUESTION_TEMPLATES = (
+    "What does {company} say about {topic}?",
+    "{title}: {heading}?",
+    "Can you tell me about {topic}?",
+    "I have a question about {topic}. What should I know?",
+)
+
+STOPWORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before being below between "
+    "both but by can could did do does doing down during each few for from further had has have having he her "
+    "here hers him his how i if in into is it its itself just me more most my no nor not now of off on once only "
+    "or other our out over own same she should so some such than that the their them then there these they this "
+    "those through to too under until up very was we were what when where which while who whom why will with "
+    "would you your yours".split()
+)
+
+_WORD = re.compile(r"[a-z0-9]+")
+_MERSENNE = np.uint64((1 << 61) - 1)
+
+
+class PairsError(ValueError):
+    """Pair building failed (e.g. too few training samples); `result` holds what was built, if anything."""
+
+    def __init__(self, message: str, result: PairsResult | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class PairsResult:
+    samples: list[dict]
+    report: dict
+    dropped: list[dict] = field(default_factory=list)  # {"id", "source", "reason", "detail"}
+    token_counts: dict[str, int] = field(default_factory=dict)  # sample id -> tokens (if count_tokens given)
+
+
+def build_pairs(
+    records: list[dict],
+    policy: Policy,
+    gold_questions: Iterable[str | dict],
+    cfg: PairsConfig,
+    count_tokens: Callable[[list[dict]], int] | None = None,
+    seed: int = 42,
+    teacher: Teacher | None = None,
+) -> PairsResult:
+    """Turn anonymized records into curated, split instruction samples (see module docstring).
+
+    Raises PairsError (with `.result` set) if fewer than cfg.min_train_samples training samples remain.
+    """
+    dropped: list[dict] = []
+
+    def drop(sample: dict, reason: str, detail: str = "") -> None:
+        dropped.append({"id": sample["id"], "source": sample["source"], "reason": reason, "detail": detail})
+
+    candidates = _candidates(records, policy, cfg, teacher, drop)
+    seen: set[str] = set()
+    for s in candidates:
+        if s["id"] in seen:
+            raise PairsError(f"duplicate sample id {s['id']!r}; input records must have unique ids")
+        seen.add(s["id"])
+
+    # Cheap per-sample filters first, then dedup, then the (costlier) token count on what is left.
+    gold = _GoldIndex([g["question"] if isinstance(g, dict) else g for g in gold_questions], cfg.gold_leak_threshold)
+    kept = []
+    for s in candidates:
+        problem = _quality_problem(s, cfg) or gold.leak(s)
+        if problem:
+            drop(s, *problem)
+        else:
+            kept.append(s)
+    kept = _dedup(kept, cfg.near_duplicate_threshold, drop)
+
+    token_counts: dict[str, int] = {}
+    if count_tokens is not None:
+        fitting = []
+        for s in kept:
+            n = int(count_tokens(s["messages"]))
+            if n > cfg.max_tokens:
+                drop(s, "too_long", f"{n} tokens > max_tokens={cfg.max_tokens}")
+            else:
+                token_counts[s["id"]] = n
+                fitting.append(s)
+        kept = fitting
+
+    samples = _assign_splits(kept, cfg.eval_fraction, seed)
+    result = PairsResult(samples, _report(records, candidates, samples, dropped, token_counts), dropped, token_counts)
+    if result.report["n_train"] < cfg.min_train_samples:
+        raise PairsError(
+            f"Only {result.report['n_train']} training samples remain after curation (pairs.min_train_samples = "
+            f"{cfg.min_train_samples}). Dropped: {result.report['dropped'] or 'none'}. Add data, or loosen "
+            "pairs.min_answer_chars / pairs.near_duplicate_threshold / pairs.max_tokens.", result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- candidates
+
+
+def _sample(sid: str, source: str, turns: list[dict], policy: Policy) -> dict:
+    return {"id": sid, "messages": [{"role": "system", "content": policy.system_prompt}, *turns], "source": source}
+
+
+def _qa(question: str, answer: str) -> list[dict]:
+    return [{"role": "user", "content": question.strip()}, {"role": "assistant", "content": answer.strip()}]
+
+
+def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: Teacher | None,
+                drop: Callable) -> list[dict]:
+    out = []
+    for rec in records:
+        kind = rec.get("kind") or ("doc" if "text" in rec else "chat")
+        if "messages" in rec:
+            out.append(_sample(rec["id"], kind, _normalize_turns(rec["messages"]), policy))
+        elif "text" in rec and cfg.include_docs:
+            title = (rec.get("meta") or {}).get("title") or rec["id"]
+            for k, (heading, body) in enumerate(split_sections(rec["text"], title)):
+                sid = f"{rec['id']}#s{k}"
+                out.append(_sample(sid, "doc", _qa(_doc_question(policy.company, title, heading, sid), body), policy))
+                if teacher is not None:
+                    out.extend(_teacher_samples(teacher, sid, title, f"{heading}\n\n{body}", policy, drop))
+    if cfg.include_refusals:
+        for question in dict.fromkeys(policy.out_of_scope_examples):  # de-duplicated, order kept
+            # Id from the question text, so adding examples does not rename (and re-split) the others.
+            sid = f"refusal#{hashlib.sha1(question.encode()).hexdigest()[:10]}"
+            out.append(_sample(sid, "refusal", _qa(question, policy.refusal), policy))
+    return out
+
+
+def _teacher_samples(teacher: Teacher, sid: str, title: str, section: str, policy: Policy,
+                     drop: Callable) -> list[dict]:
+    try:
+        pairs = list(teacher(title, section))
+        if not all(isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                   for p in pairs):
+            raise TypeError("teacher must return a list of (question, answer) string tuples")
+    except Exception as e:  # noqa: BLE001 - one failing section should not stop the whole run; it is reported
+        drop({"id": sid, "source": "teacher"}, "teacher_error", f"{type(e).__name__}: {e}")
+        return []
+    return [_sample(f"{sid}.t{j}", "teacher", _qa(q, a), policy) for j, (q, a) in enumerate(pairs)]
+
+
+def _normalize_turns(messages: list[dict]) -> list[dict]:
+    """Drop system turns (the policy prompt replaces them), merge consecutive same-role turns, start with a
+    user turn and end with an assistant turn. Returns [] if no user->assistant exchange is left."""
+    turns: list[dict] = []
+    for m in messages:
+        role, content = m.get("role"), str(m.get("content") or "").strip()
+        if role not in ("user", "assistant") or not content:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1] = {"role": role, "content": turns[-1]["content"] + "\n\n" + content}
+        else:
+            turns.append({"role": role, "content": content})
+    while turns and turns[0]["role"] != "user":
+        turns.pop(0)
+    while turns and turns[-1]["role"] != "assistant":
+        turns.pop()
+    return turns
+
+
+def split_sections(text: str, title: str) -> list[tuple[str, str]]:
+    """[(heading, body)] for each `## Section`; text under `# Title` before the first section is headed by
+    the title. Deeper headings (###) stay inside their section's body. Empty sections are left out."""
+    sections: list[tuple[str, str]] = []
+    heading, lines = title, []
+
+    def flush() -> None:
+        body = "\n".join(lines).strip()
+        if body:
+            sections.append((heading, body))
+
+    for line in text.split("\n"):
+        if line.startswith("## ") or line.startswith("# "):
+            flush()
+            heading, lines = line.lstrip("#").strip() or title, []
+        else:
+            lines.append(line)
+    flush()
+    return sections
+
+
+def _topic(heading: str) -> str:
+    # Lowercase ordinary capitalized words ("Battery Care" -> "battery care") but keep names like LoopBike, GPS.
+    return " ".join(w.lower() if w[1:].islower() or len(w) == 1 else w for w in heading.split())
+
+
+def _doc_question(company: str, title: str, heading: str, key: str) -> str:
+    heading = heading.strip()
+    if heading.endswith("?"):  # the heading is already a question
+        return heading
+    bare = heading.rstrip(".:!").strip()
+    # "Title: Title?" reads badly for a document's intro section, which is headed by the title itself.
+    templates = [t for t in DOC_QUESTION_TEMPLATES if heading != title or "{title}" not in t]
+    template = templates[_stable_int(key) % len(templates)]
+    return template.format(company=company, title=title, heading=bare, topic=_topic(bare))
+
+
+# ---------------------------------------------------------------------------------------------- filters
+
+
+def _stable_int(key: str) -> int:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _normalize(text: str) -> str:
+    return " ".join(_words(text))
+
+
+def _contents(sample: dict, role: str) -> list[str]:
+    return [m["content"] for m in sample["messages"] if m["role"] == role]
+
+
+def _quality_problem(sample: dict, cfg: PairsConfig) -> tuple[str, str] | None:
+    users, answers = _contents(sample, "user"), _contents(sample, "assistant")
+    if not users or not answers:
+        return "no_exchange", "no user question followed by an assistant answer"
+    if any(not c.strip() for c in users + answers):
+        return "empty", "a message is empty"
+    longest = max(len(a.strip()) for a in answers)
+    if longest < cfg.min_answer_chars:
+        return "answer_too_short", f"longest answer has {longest} chars < min_answer_chars={cfg.min_answer_chars}"
+    if sum(c.isalpha() for c in " ".join(users)) < 3:
+        return "garbage", "question has almost no letters"
+    text = " ".join(users + answers)
+    letters = sum(c.isalpha() for c in text)
+    visible = sum(not c.isspace() for c in text)
+    if letters < 0.5 * visible:
+        return "garbage", f"mostly non-alphabetic ({letters} letters in {visible} characters)"
+    if cfg.language_check:
+        ascii_letters = sum(c.isascii() and c.isalpha() for c in text)
+        if ascii_letters < 0.8 * letters:
+            return "non_english", f"only {ascii_letters / letters:.0%} of letters are Latin a-z"
+        words = _words(text)
+        stop_share = sum(w in STOPWORDS for w in words) / max(len(words), 1)
+        # English prose is ~40% stopwords; other Latin-script languages share almost none with this list.
+        if len(words) >= 12 and stop_share < 0.1:
+            return "non_english", f"only {stop_share:.0%} English stopwords in {len(words)} words"
+    return None
+
+
+def _content_words(text: str) -> frozenset[str]:
+    # Stopwords make unrelated questions look alike ("how do I ..."); fall back to all words for tiny questions.
+    words = _words(text)
+    return frozenset(w for w in words if w not in STOPWORDS) or frozenset(words)
+
+
+class _GoldIndex:
+    """Finds training questions equal or near-equal (content-word Jaccard) to a gold eval question."""
+
+    def __init__(self, questions: list[str], threshold: float):
+        self.questions = questions
+        self.threshold = threshold
+        self.exact = {_normalize(q): i for i, q in enumerate(questions)}
+        self.sets = [_content_words(q) for q in questions]
+        self.by_word: dict[str, list[int]] = defaultdict(list)  # inverted index: only compare gold sharing a word
+        for i, s in enumerate(self.sets):
+            for w in s:
+                self.by_word[w].append(i)
+
+    def leak(self, sample: dict) -> tuple[str, str] | None:
+        for question in _contents(sample, "user"):
+            norm = _normalize(question)
+            if norm in self.exact:
+                return "gold_leak", f"question equals gold question {self.questions[self.exact[norm]]!r}"
+            words = _content_words(question)
+            shared = Counter(i for w in words for i in self.by_word.get(w, ()))
+            for i, inter in shared.items():
+                jaccard = inter / (len(words) + len(self.sets[i]) - inter)
+                if jaccard >= self.threshold:
+                    return "gold_leak", f"question {jaccard:.2f} similar to gold question {self.questions[i]!r}"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- dedup
+
+
+def _dedup_text(sample: dict) -> str:
+    # Refusal answers are identical by design; compare refusals by their question only.
+    roles = ("user",) if sample["source"] == "refusal" else ("user", "assistant")
+    return "\n".join(m["content"] for m in sample["messages"] if m["role"] in roles)
+
+
+def shingles(text: str, k: int = 3) -> frozenset[str]:
+    words = _words(text)
+    if len(words) <= k:
+        return frozenset([" ".join(words)])
+    return frozenset(" ".join(words[i:i + k]) for i in range(len(words) - k + 1))
+
+
+class MinHashLSH:
+    """Near-duplicate finder: MinHash signatures bucketed by LSH bands propose candidates, exact Jaccard on the
+    shingle sets confirms them. Bands are chosen so a pair at the threshold is proposed with >= 99% chance."""
+
+    def __init__(self, threshold: float, num_perm: int = 128, seed: int = 1):
+        rng = np.random.default_rng(seed)
+        self.a = rng.integers(1, _MERSENNE, size=num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, _MERSENNE, size=num_perm, dtype=np.uint64)
+        self.threshold = threshold
+        self.rows = max(r for r in range(1, num_perm + 1)
+                        if r == 1 or 1 - (1 - threshold ** r) ** (num_perm // r) >= 0.99)
+        self.bands = num_perm // self.rows
+        self.buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(self.bands)]
+        self.keys: list[str] = []
+        self.sets: list[frozenset[str]] = []
+
+    def _band_keys(self, shingle_set: frozenset[str]) -> list[bytes]:
+        hv = np.fromiter((zlib.crc32(s.encode()) for s in shingle_set), dtype=np.uint64, count=len(shingle_set))
+        # Universal hashing a*x+b mod p; uint64 wrap-around is fine, it is still a fixed random permutation-like map.
+        sig = ((np.outer(self.a, hv) + self.b[:, None]) % _MERSENNE).min(axis=1)
+        r = self.rows
+        return [sig[i * r:(i + 1) * r].tobytes() for i in range(self.bands)]
+
+    def query(self, shingle_set: frozenset[str]) -> tuple[str, float] | None:
+        """The first stored key whose set has Jaccard >= threshold with `shingle_set`, and that Jaccard."""
+        candidates = sorted({i for band, key in enumerate(self._band_keys(shingle_set))
+                             for i in self.buckets[band].get(key, ())})
+        for i in candidates:
+            other = self.sets[i]
+            jaccard = len(shingle_set & other) / len(shingle_set | other)
+            if jaccard >= self.threshold:
+                return self.keys[i], jaccard
+        return None
+
+    def add(self, key: str, shingle_set: frozenset[str]) -> None:
+        idx = len(self.keys)
+        self.keys.append(key)
+        self.sets.append(shingle_set)
+        for band, bkey in enumerate(self._band_keys(shingle_set)):
+            self.buckets[band][bkey].append(idx)
+
+
+def _dedup(samples: list[dict], threshold: float, drop: Callable) -> list[dict]:
+    """Keep the first of each group of exact / near-duplicate samples (input order)."""
+    first_seen: dict[str, str] = {}
+    lsh = MinHashLSH(threshold)
+    kept = []
+    for s in samples:
+        text = _dedup_text(s)
+        norm = _normalize(text)
+        if norm in first_seen:
+            drop(s, "exact_duplicate", f"same text as {first_seen[norm]}")
+            continue
+        first_seen[norm] = s["id"]
+        sh = shingles(text)
+        match = lsh.query(sh)
+        if match:
+            drop(s, "near_duplicate", f"Jaccard {match[1]:.2f} with {match[0]}")
+            continue
+        lsh.add(s["id"], sh)
+        kept.append(s)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------- split + report
+
+
+def _assign_splits(samples: list[dict], eval_fraction: float, seed: int) -> list[dict]:
+    """Per source, the samples with the smallest hash(seed, id) go to eval. Stratifying keeps every source
+    (refusals included) in both splits proportionally; hashing ids means new data only moves samples near the
+    cut instead of reshuffling everything."""
+    eval_ids: set[str] = set()
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for s in samples:
+        by_source[s["source"]].append(s)
+    for group in by_source.values():
+        n_eval = int(len(group) * eval_fraction + 0.5)
+        ranked = sorted(group, key=lambda s: _stable_int(f"{seed}:{s['id']}"))
+        eval_ids.update(s["id"] for s in ranked[:n_eval])
+    return [{**s, "split": "eval" if s["id"] in eval_ids else "train"} for s in samples]
+
+
+def token_length_stats(lengths: Iterable[int]) -> dict | None:
+    values = np.asarray(list(lengths))
+    if values.size == 0:
+        return None
+    return {"min": int(values.min()), "p50": int(np.percentile(values, 50)), "p95": int(np.percentile(values, 95)),
+            "max": int(values.max()), "mean": round(float(values.mean()), 1)}
+
+
+def token_length_histogram_markdown(lengths: Iterable[int], bins: int = 8) -> str:
+    """A markdown table of token-length buckets with a text bar, for Dagster metadata."""
+    values = np.asarray(list(lengths))
+    if values.size == 0:
+        return "_no samples_"
+    counts, edges = np.histogram(values, bins=bins)
+    top = max(int(counts.max()), 1)
+    lines = ["| tokens | samples | |", "|---|---|---|"]
+    for c, lo, hi in zip(counts, edges[:-1], edges[1:], strict=True):
+        lines.append(f"| {int(lo)}–{int(hi)} | {int(c)} | {'█' * round(20 * int(c) / top)} |")
+    return "\n".join(lines)
+
+
+def _report(records: list[dict], candidates: list[dict], samples: list[dict], dropped: list[dict],
+            token_counts: dict[str, int]) -> dict:
+    examples: dict[str, list[str]] = defaultdict(list)
+    for d in dropped:
+        if len(examples[d["reason"]]) < 5:
+            examples[d["reason"]].append(d["id"])
+    reasons = Counter(d["reason"] for d in dropped)
+    return {
+        "n_records": len(records),
+        "n_candidates": len(candidates),
+        "candidates_by_source": dict(Counter(s["source"] for s in candidates)),
+        "kept_by_source": dict(Counter(s["source"] for s in samples)),
+        "n_kept": len(samples),
+        "n_train": sum(s["split"] == "train" for s in samples),
+        "n_eval": sum(s["split"] == "eval" for s in samples),
+        "n_dropped": len(dropped),
+        "dropped": dict(reasons),
+        "dropped_examples": dict(examples),
+        "gold_leaks_dropped": reasons.get("gold_leak", 0),
+        "token_lengths": token_length_stats(token_counts.values()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+def validate_sample(sample: dict, system_prompt: str | None = None) -> list[str]:
+    """Schema problems of one sample (empty list = valid). Pass `system_prompt` to also check it matches."""
+    if not isinstance(sample, dict):
+        return [f"sample is {type(sample).__name__}, not an object"]
+    problems = []
+    sid = sample.get("id")
+    if not isinstance(sid, str) or not sid:
+        problems.append("'id' must be a non-empty string")
+    if not isinstance(sample.get("source"), str) or not sample.get("source"):
+        problems.append("'source' must be a non-empty string")
+    if sample.get("split") not in ("train", "eval"):
+        problems.append(f"'split' must be 'train' or 'eval', got {sample.get('split')!r}")
+    messages = sample.get("messages")
+    if not isinstance(messages, list) or len(messages) < 3:
+        return problems + ["'messages' must be a list of system, user, assistant (, user, assistant ...) turns"]
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or not m["content"].strip():
+            problems.append(f"message {i} must be an object with non-empty string 'content'")
+        expected = "system" if i == 0 else ("user" if i % 2 else "assistant")
+        if isinstance(m, dict) and m.get("role") != expected:
+            problems.append(f"message {i} has role {m.get('role')!r}, expected {expected!r}")
+    if len(messages) % 2 == 0:
+        problems.append("conversation must end with an assistant turn")
+    if system_prompt is not None and isinstance(messages[0], dict) and messages[0].get("content") != system_prompt:
+        problems.append("system message differs from the policy system prompt")
+    return problems

@@ -1,0 +1,469 @@
+"""LoRA / QLoRA / DoRA fine-tuning recipe, readable top to bottom: setup -> data -> train -> save.
+
+    result = train_adapter(base_path, train_samples, eval_samples, TrainConfig(), out_dir, checkpoint_dir)
+
+- Samples are chat records `{"messages": [...]}`; the model's own chat template renders them and the loss is
+  computed on assistant tokens only (everything else is labelled -100).
+- Samples are packed into full `max_seq_len` rows (no compute spent on padding); without packing, batches are
+  grouped by length and padded dynamically.
+- transformers `Trainer` does the loop: it checkpoints adapter + optimizer + scheduler + RNG state every
+  `save_steps` and resumes exactly from the latest checkpoint in `checkpoint_dir` (the caller keys that folder
+  by config + data + base model, so only a run of the same inputs resumes).
+- Device-agnostic: CUDA -> bf16 (QLoRA 4-bit NF4 base via bitsandbytes); CPU -> bf16 autocast where the CPU
+  has bf16 matmul support, else fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from .artifacts import atomic_write_text
+from .models import load_tokenizer, pick_device
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or went wrong; the message says what to change."""
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    method: str
+    device: str
+    precision: str
+    trainable_params: int
+    total_params: int
+    train_tokens: int  # assistant + context tokens fed through the model per epoch (no padding)
+    target_tokens: int  # tokens that carry loss (assistant turns)
+    steps: int
+    epochs: float
+    seconds: float
+    tokens_per_second: float
+    base_eval_loss: float | None
+    final_eval_loss: float | None
+    best_eval_loss: float | None
+    final_train_loss: float | None
+    resumed_from: str | None
+    peak_rss_mb: float
+    log_history: list[dict] = field(default_factory=list)
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable_params / max(self.total_params, 1)
+
+    def eval_perplexity(self) -> float | None:
+        return math.exp(self.final_eval_loss) if self.final_eval_loss is not None else None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["adapter_dir"] = str(self.adapter_dir)
+        d["trainable_percent"] = self.trainable_percent
+        d["eval_perplexity"] = self.eval_perplexity()
+        return d
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None) -> tuple[list[int], list[int]]:
+    """Render one chat with the model's template; labels are the token ids inside assistant turns, else -100.
+
+    Works for any template whose rendering of a conversation prefix is a prefix of the full rendering (true for
+    ChatML, Llama-3, Mistral, Qwen...): an assistant turn spans from the end of the prefix rendered with the
+    generation prompt to the end of the prefix that includes the turn (so the end-of-turn token is learned).
+    """
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        end = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (full.startswith(start) and full.startswith(end) and len(start) <= len(end)):
+            raise TrainingError(
+                "the chat template does not render conversations incrementally (prefix of turn "
+                f"{i} differs from the full rendering), so assistant tokens cannot be located; "
+                "use a model with a ChatML/Llama-style template"
+            )
+        spans.append((len(start), len(end)))
+    if not spans:
+        raise TrainingError("sample has no assistant turn to learn from")
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, labels = enc["input_ids"], []
+    for tok_id, (a, _b) in zip(ids, enc["offset_mapping"], strict=True):
+        labels.append(tok_id if any(s <= a < e for s, e in spans) else IGNORE_INDEX)
+    if max_len is not None:
+        ids, labels = ids[:max_len], labels[:max_len]
+    return ids, labels
+
+
+def tokenize_samples(tokenizer, samples: list[dict], max_len: int) -> list[tuple[list[int], list[int]]]:
+    out = []
+    for n, s in enumerate(samples):
+        try:
+            ids, labels = tokenize_chat(tokenizer, s["messages"], max_len)
+        except TrainingError as e:
+            raise TrainingError(f"sample {s.get('id', n)}: {e}") from None
+        except Exception as e:  # jinja errors from a template that cannot render these roles
+            raise TrainingError(
+                f"sample {s.get('id', n)}: the chat template failed to render it ({type(e).__name__}: {e})"
+            ) from None
+        if any(label != IGNORE_INDEX for label in labels):  # truncated away entirely -> nothing to learn
+            out.append((ids, labels))
+    return out
+
+
+def pack(tokenized: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int) -> list[dict]:
+    """Concatenate samples into rows of exactly seq_len tokens (position ids restart per sample)."""
+    rows, ids, labels, pos = [], [], [], []
+    for s_ids, s_labels in tokenized:
+        if ids and len(ids) + len(s_ids) > seq_len:
+            rows.append(_row(ids, labels, pos, seq_len, pad_id))
+            ids, labels, pos = [], [], []
+        ids += s_ids
+        labels += s_labels
+        pos += list(range(len(s_ids)))
+    if ids:
+        rows.append(_row(ids, labels, pos, seq_len, pad_id))
+    return rows
+
+
+def _row(ids, labels, pos, seq_len, pad_id) -> dict:
+    n = len(ids)
+    pad = seq_len - n
+    return {
+        "input_ids": ids + [pad_id] * pad,
+        "labels": labels + [IGNORE_INDEX] * pad,
+        "position_ids": pos + list(range(pos[-1] + 1, pos[-1] + 1 + pad)) if pad else pos,
+        "attention_mask": [1] * n + [0] * pad,
+    }
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def _collate(pad_id: int):
+    def collate(batch: list[dict]) -> dict:
+        longest = max(len(b["input_ids"]) for b in batch)
+        out = {}
+        for key, fill in (("input_ids", pad_id), ("labels", IGNORE_INDEX), ("attention_mask", 0)):
+            out[key] = torch.tensor([b[key] + [fill] * (longest - len(b[key])) for b in batch])
+        if "position_ids" in batch[0]:
+            out["position_ids"] = torch.tensor([b["position_ids"] for b in batch])
+        return out
+
+    return collate
+
+
+def build_dataset(tokenizer, samples: list[dict], cfg: TrainConfig) -> tuple[_ListDataset, int, int]:
+    """Returns (dataset, total tokens, loss tokens)."""
+    tokenized = tokenize_samples(tokenizer, samples, cfg.max_seq_len)
+    total = sum(len(i) for i, _ in tokenized)
+    target = sum(sum(1 for x in lab if x != IGNORE_INDEX) for _, lab in tokenized)
+    if cfg.packing:
+        rows = pack(tokenized, cfg.max_seq_len, tokenizer.pad_token_id)
+    else:
+        rows = [{"input_ids": i, "labels": lab, "attention_mask": [1] * len(i)} for i, lab in tokenized]
+    return _ListDataset(rows), total, target
+
+
+# --------------------------------------------------------------------------------------------------- model
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def resolve_precision(cfg: TrainConfig, device: str) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    # bf16 autocast roughly doubles matmul throughput on CPUs with AVX512-BF16/AMX; elsewhere it is slower.
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def build_model(base_path: Path, cfg: TrainConfig, device: str, precision: str):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch.float32}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if precision == "bf16" else torch.float32
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+        kwargs["device_map"] = {"": device}
+    elif device == "cuda" and precision == "bf16":
+        kwargs["dtype"] = torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if cfg.method == "qlora":
+        # Casts norms to fp32 and enables input grads; gradient checkpointing off: tiny models, CPU-bound.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model = model.to(device)
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in cfg.target_modules if t not in present]
+    if missing:
+        raise TrainingError(
+            f"train.target_modules {missing} do not exist in {base_path}; linear layers there include "
+            f"{sorted(n for n in present if n.endswith('proj'))[:12]}"
+        )
+    lora = LoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
+        use_dora=cfg.method == "dora", task_type="CAUSAL_LM", bias="none",
+    )
+    return get_peft_model(model, lora)
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+
+def _progress_callback(log_fn: Callable[[str], None], tokens_per_step: float):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        t0, step0 = None, 0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0, self.step0 = time.perf_counter(), state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            loss = logs.get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss} at step {state.global_step}; lower train.learning_rate "
+                    f"(now {args.learning_rate}) or use precision: fp32"
+                )
+            if self.t0 is None or (loss is None and "eval_loss" not in logs):
+                return  # eval before training starts is reported by the caller
+            done = state.global_step - self.step0
+            elapsed = time.perf_counter() - self.t0
+            left = state.max_steps - state.global_step
+            eta = elapsed / done * left if done else float("nan")
+            pct = 100.0 * state.global_step / max(state.max_steps, 1)
+            parts = [f"step {state.global_step}/{state.max_steps} ({pct:.0f}%)"]
+            if loss is not None:
+                parts.append(f"loss {loss:.4f}")
+            if "eval_loss" in logs:
+                parts.append(f"eval_loss {logs['eval_loss']:.4f}")
+            if done:
+                parts.append(f"{tokens_per_step * done / elapsed:.0f} tok/s")
+                parts.append(f"ETA {eta:.0f}s")
+            log_fn(" | ".join(parts))
+
+    return Progress()
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def train_adapter(
+    base_path: Path,
+    train_samples: list[dict],
+    eval_samples: list[dict],
+    cfg: TrainConfig,
+    out_dir: Path,
+    checkpoint_dir: Path,
+    log_fn: Callable[[str], None] = log.info,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train an adapter and save it (standard PEFT format) into out_dir.
+
+    stop_after_steps: end the run early after that many steps (checkpoint kept) — used to test resume.
+    """
+    from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    # ---- setup
+    if len(train_samples) < 2:
+        raise TrainingError(
+            f"only {len(train_samples)} training sample(s); add data to the corpus (need at least 2, "
+            "and realistically hundreds)"
+        )
+    set_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device()
+    precision = resolve_precision(cfg, device)
+    tokenizer = load_tokenizer(base_path)
+    train_ds, train_tokens, target_tokens = build_dataset(tokenizer, train_samples, cfg)
+    eval_ds = build_dataset(tokenizer, eval_samples, cfg)[0] if eval_samples else None
+    if len(train_ds) == 0:
+        raise TrainingError("no training sample has assistant tokens within train.max_seq_len")
+    model = build_model(base_path, cfg, device, precision)
+    trainable, total = model.get_nb_trainable_parameters()
+    rows_per_step = cfg.batch_size * cfg.gradient_accumulation_steps
+    tokens_per_step = train_tokens / max(len(train_ds), 1) * rows_per_step
+    log_fn(
+        f"{cfg.method} on {device}/{precision}: {len(train_samples)} samples -> {len(train_ds)} rows, "
+        f"{train_tokens} tokens ({target_tokens} with loss); trainable {trainable:,} / {total:,} params "
+        f"({100 * trainable / total:.2f}%)"
+    )
+
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps
+        weight_decay=0.0,
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu",
+        optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
+        logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,  # we want to see a NaN and stop, not have it averaged away
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=0.25,  # a float < 1 is a ratio of total steps: 4 eval points for the loss curve
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        train_sampling_strategy="random" if cfg.packing else "group_by_length",
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+        data_collator=_collate(tokenizer.pad_token_id),
+        callbacks=[_progress_callback(log_fn, tokens_per_step)],
+    )
+    trainer.remove_callback(PrinterCallback)  # our progress callback logs instead of raw dict prints
+    if stop_after_steps:
+        from transformers import TrainerCallback
+
+        class StopEarly(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step >= stop_after_steps:
+                    control.should_save, control.should_training_stop = True, True
+
+        trainer.add_callback(StopEarly())
+
+    # Adapters start as the identity (lora_B = 0), so this is the base model's eval loss.
+    base_eval_loss = None
+    resume = get_last_checkpoint(str(checkpoint_dir)) if cfg.resume else None
+    if eval_ds is not None:
+        base_eval_loss = _read_or_eval_base(trainer, checkpoint_dir)
+        log_fn(f"base model eval loss {base_eval_loss:.4f}")
+    if resume:
+        log_fn(f"resuming from {resume}")
+
+    # ---- train
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+    history = trainer.state.log_history
+    steps_run = trainer.state.global_step - (_step_of(resume) if resume else 0)
+    final_eval = None
+    if eval_ds is not None:
+        final_eval = trainer.evaluate()["eval_loss"]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    train_losses = [h["loss"] for h in history if "loss" in h]
+
+    # ---- save (standard PEFT layout: adapter_config.json + adapter_model.safetensors)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    result = TrainResult(
+        adapter_dir=out_dir,
+        method=cfg.method,
+        device=device,
+        precision=precision,
+        trainable_params=trainable,
+        total_params=total,
+        train_tokens=train_tokens,
+        target_tokens=target_tokens,
+        steps=trainer.state.global_step,
+        epochs=float(trainer.state.epoch or 0.0),
+        seconds=seconds,
+        tokens_per_second=tokens_per_step * steps_run / seconds if seconds > 0 else 0.0,
+        base_eval_loss=base_eval_loss,
+        final_eval_loss=final_eval,
+        best_eval_loss=min(eval_losses + ([final_eval] if final_eval is not None else []), default=None),
+        final_train_loss=train_losses[-1] if train_losses else None,
+        resumed_from=resume,
+        peak_rss_mb=_peak_rss_mb(),
+        log_history=history,
+    )
+    atomic_write_text(out_dir / "train_result.json", json.dumps(result.to_json(), indent=2, default=str))
+    return result
+
+
+def _step_of(checkpoint: str) -> int:
+    return int(os.path.basename(checkpoint).rsplit("-", 1)[-1])
+
+
+def _read_or_eval_base(trainer, checkpoint_dir: Path) -> float:
+    """Base eval loss is computed once per checkpoint folder (a resumed run must not re-measure the adapter)."""
+    cache = checkpoint_dir / "base_eval_loss.json"
+    if cache.exists():
+        return json.loads(cache.read_text())["eval_loss"]
+    loss = trainer.evaluate()["eval_loss"]
+    atomic_write_text(cache, json.dumps({"eval_loss": loss}))
+    return loss
+
+
+def plot_loss_curve(history: list[dict], path: Path, base_eval_loss: float | None = None) -> Path:
+    """PNG of train loss (and eval loss per epoch) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    tr = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    ev = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    if tr:
+        ax.plot(*zip(*tr, strict=True), label="train loss", color="#1f77b4")
+    if ev:
+        ax.plot(*zip(*ev, strict=True), "o-", label="eval loss", color="#d62728")
+    if base_eval_loss is not None:
+        ax.axhline(base_eval_loss, ls="--", color="grey", label="base model eval loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,129 @@
+"""Training recipe on a tiny random Llama: masking, packing, learning, resume, QLoRA, reload, guard rails."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from slm_pipeline.config import TrainConfig
+from conftest import make_tiny_llama
+from slm_pipeline.core.train import IGNORE_INDEX, TrainingError, pack, tokenize_chat, train_adapter
+
+SYSTEM = {"role": "system", "content": "You are LoopBike's support assistant."}
+
+
+def chat(q: str, a: str) -> dict:
+    return {"id": q, "messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+
+MEMORIZE = [chat(f"What is code {i}?", f"Code {i} means dock number {i * 7}.") for i in range(12)]
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(r=8, alpha=16, dropout=0.0, learning_rate=3e-2, max_steps=20, batch_size=4, max_seq_len=128,
+                save_steps=5, logging_steps=5, warmup_ratio=0.0, lr_scheduler="constant_with_warmup",
+                precision="fp32")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_only_on_assistant_tokens(smollm2_tokenizer):
+    msgs = [SYSTEM, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."},
+            {"role": "user", "content": "Price?"}, {"role": "assistant", "content": "Four fifty."}]
+    ids, labels = tokenize_chat(smollm2_tokenizer, msgs)
+    assert len(ids) == len(labels)
+    learned = smollm2_tokenizer.decode([t for t in labels if t != IGNORE_INDEX])
+    assert learned == "Hello there.<|im_end|>\nFour fifty.<|im_end|>\n"
+    assert "LoopBike" not in learned and "Price?" not in learned
+
+
+def test_template_that_is_not_incremental_is_rejected(smollm2_tokenizer):
+    class Weird:
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+            return f"[{len(messages)} turns]" + "".join(m["content"] for m in messages)
+
+    with pytest.raises(TrainingError, match="chat template"):
+        tokenize_chat(Weird(), chat("q", "a")["messages"])
+
+
+def test_pack_fills_rows_and_restarts_positions():
+    samples = [([1, 2, 3], [-100, 2, 3]), ([4, 5], [-100, 5]), ([6, 7, 8, 9], [-100, -100, 8, 9])]
+    rows = pack(samples, seq_len=6, pad_id=0)
+    assert [r["input_ids"] for r in rows] == [[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 0, 0]]
+    assert rows[0]["position_ids"][:5] == [0, 1, 2, 0, 1]
+    assert rows[0]["attention_mask"] == [1, 1, 1, 1, 1, 0]
+    assert rows[1]["labels"] == [-100, -100, 8, 9, -100, -100]
+
+
+def test_loss_decreases_and_adapter_reloads(smollm2_tokenizer, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    # Larger init than the default 0.02 so a frozen, tied LM head can express confident predictions.
+    tiny_model_dir = make_tiny_llama(tmp_path / "base", smollm2_tokenizer, initializer_range=0.25)
+    res = train_adapter(tiny_model_dir, MEMORIZE, MEMORIZE[:4], tiny_cfg(max_steps=30), tmp_path / "adapter",
+                        tmp_path / "ckpt")
+    assert res.final_eval_loss < res.base_eval_loss * 0.8
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert 0 < res.trainable_percent < 100 and res.tokens_per_second > 0
+    # Reload in standard PEFT format: same eval behaviour as at the end of training.
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        assert not torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-4)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_model_dir, tmp_path):
+    cfg = tiny_cfg(max_steps=10, save_steps=2, dropout=0.1)
+    straight = train_adapter(tiny_model_dir, MEMORIZE, [], cfg, tmp_path / "a", tmp_path / "ckpt-a")
+    train_adapter(tiny_model_dir, MEMORIZE, [], cfg, tmp_path / "b-crashed", tmp_path / "ckpt-b", stop_after_steps=6)
+    resumed = train_adapter(tiny_model_dir, MEMORIZE, [], cfg, tmp_path / "b", tmp_path / "ckpt-b")
+    assert resumed.resumed_from and resumed.resumed_from.endswith("checkpoint-6")
+    a = load_file(straight.adapter_dir / "adapter_model.safetensors")
+    b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_qlora_runs_a_step_on_cpu(tiny_model_dir, tmp_path):
+    res = train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(method="qlora", max_steps=1), tmp_path / "q",
+                        tmp_path / "ckpt")
+    assert res.steps == 1 and (tmp_path / "q" / "adapter_model.safetensors").exists()
+
+
+def test_dora_runs(tiny_model_dir, tmp_path):
+    res = train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(method="dora", max_steps=1), tmp_path / "d",
+                        tmp_path / "ckpt")
+    assert res.steps == 1
+
+
+def test_refuses_tiny_dataset(tiny_model_dir, tmp_path):
+    with pytest.raises(TrainingError, match="training sample"):
+        train_adapter(tiny_model_dir, MEMORIZE[:1], [], tiny_cfg(), tmp_path / "x", tmp_path / "c")
+
+
+def test_nan_loss_stops_with_message(tiny_model_dir, tmp_path, monkeypatch):
+    from transformers.models.llama import modeling_llama
+
+    forward = modeling_llama.LlamaForCausalLM.forward
+
+    def diverging_forward(self, *args, **kwargs):  # what an exploding run looks like
+        out = forward(self, *args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(modeling_llama.LlamaForCausalLM, "forward", diverging_forward)
+    with pytest.raises(TrainingError, match="learning_rate"):
+        train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(max_steps=10, logging_steps=1), tmp_path / "n",
+                      tmp_path / "c")
+
+
+def test_unknown_target_module_is_named(tiny_model_dir, tmp_path):
+    with pytest.raises(TrainingError, match="c_attn"):
+        train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(target_modules=["c_attn"]), tmp_path / "x",
+                      tmp_path / "c")
