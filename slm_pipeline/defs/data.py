@@ -1,0 +1,220 @@
+"""Data stages: raw_corpus -> anonymized_corpus -> instruction_pairs, with their checks.
+
+Thin layer: reading, anonymizing and pair building live in slm_pipeline.core; here we only decide where
+outputs go, log progress and attach metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from ..core.anonymize import Anonymizer, find_leaks, load_canaries, record_texts
+from ..core.artifacts import atomic_dir, read_jsonl, set_latest, sha256_json, write_jsonl, write_manifest
+from ..core.corpus import load_corpus, preview_markdown
+from ..core.pairs import build_pairs, token_length_histogram_markdown, validate_sample
+from ..core.policy import load_gold, load_policy
+from .resources import PipelineSettings, asset_dir, md_table, numbers, version_of
+
+GROUP = "data"
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "jsonl"},
+    code_version="1",
+    owners=["team:data"],
+    description="Documents (.md/.txt), FAQ (.csv) and chat transcripts (.jsonl) read from the corpus folder, "
+    "validated and normalized to one record per document / FAQ row / chat. Contains raw PII.",
+)
+def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
+    cfg = settings.load()
+    corpus_dir = cfg.path(cfg.corpus.corpus_dir)
+    result = load_corpus(cfg.corpus, corpus_dir)
+    version = version_of(sha256_json(result.records), cfg.corpus.model_dump())
+    out = asset_dir(cfg, "raw_corpus") / version
+    with atomic_dir(out) as tmp:
+        write_jsonl(tmp / "records.jsonl", result.records)
+        write_jsonl(tmp / "problems.jsonl", result.problems)
+        write_manifest(tmp, asset="raw_corpus", version=version, corpus_dir=str(corpus_dir), stats=result.stats,
+                       config=cfg.corpus.model_dump())
+    set_latest(out.parent, version)
+    for p in result.problems:
+        context.log.warning(f"skipped {p['path']}:{p.get('line')}: {p['error']}")
+    context.log.info(f"{len(result.records)} records from {corpus_dir} -> {out}")
+    return dg.Output(
+        {"dir": str(out), "records": str(out / "records.jsonl"), "version": version},
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "records": len(result.records),
+            "skipped_bad_records": len(result.problems),
+            "total_chars": result.stats["total_chars"],
+            "by_kind": dg.MetadataValue.json(result.stats["by_kind"]),
+            "by_source": dg.MetadataValue.json(result.stats["by_source"]),
+            "preview": dg.MetadataValue.md(preview_markdown(result.records)),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"presidio", "spacy", "jsonl"},
+    code_version="1",
+    owners=["team:data"],
+    description="raw_corpus with PII replaced: Presidio on spaCy en_core_web_sm plus our recognizers for "
+    "addresses, international phones, order/account ids and postcodes; consistent pseudonyms per record.",
+)
+def anonymized_corpus(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_corpus: dict
+) -> dg.Output[dict]:
+    cfg = settings.load()
+    records = read_jsonl(Path(raw_corpus["records"]))
+    anonymizer = Anonymizer(cfg.anonymize)
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        el = time.perf_counter() - t0
+        eta = el / done * (total - done) if done else 0.0
+        context.log.info(f"anonymized {done}/{total} records ({100 * done / max(total, 1):.0f}%), ETA {eta:.0f}s")
+
+    clean, report = anonymizer.anonymize_records(records, progress=progress)
+    version = version_of(raw_corpus["version"], cfg.anonymize.model_dump())
+    out = asset_dir(cfg, "anonymized_corpus") / version
+    report_doc = report.to_json()
+    with atomic_dir(out) as tmp:
+        write_jsonl(tmp / "records.jsonl", clean)
+        (tmp / "pii_report.json").write_text(json.dumps(report_doc, indent=2))
+        write_manifest(tmp, asset="anonymized_corpus", version=version, raw_corpus=raw_corpus["version"],
+                       config=cfg.anonymize.model_dump())
+    set_latest(out.parent, version)
+    context.log.info(
+        f"{report.n_texts} texts, {sum(report.entity_counts.values())} PII spans replaced "
+        f"({report.texts_per_second:.1f} texts/s), leaks after verification: {len(report.leaks)}"
+    )
+    return dg.Output(
+        {"dir": str(out), "records": str(out / "records.jsonl"), "report": str(out / "pii_report.json"),
+         "version": version},
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "records": len(clean),
+            "pii_spans_replaced": sum(report.entity_counts.values()),
+            "leaks": len(report.leaks),
+            "texts_per_second": float(report.texts_per_second),
+            **numbers("pii_", dict(report.entity_counts)),
+            "entity_counts": dg.MetadataValue.json(dict(report.entity_counts)),
+            "examples": md_table([{"anonymized example": e} for e in report.examples[:8]]),
+        },
+    )
+
+
+@dg.asset_check(asset=anonymized_corpus, blocking=True, description="No planted canary and no PII value the "
+                "analyzer found in raw_corpus may appear in the anonymized output.")
+def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus: dict) -> dg.AssetCheckResult:
+    cfg = settings.load()
+    report = json.loads(Path(anonymized_corpus["report"]).read_text())
+    records = read_jsonl(Path(anonymized_corpus["records"]))
+    canary_file = cfg.path(cfg.anonymize.canaries_file) if cfg.anonymize.canaries_file else None
+    canaries = load_canaries(canary_file) if canary_file and canary_file.exists() else []
+    texts = [(r["id"], t) for r in records for t in record_texts(r)]
+    canary_leaks = find_leaks(texts, canaries)
+    leaks = report["leaks"] + canary_leaks
+    return dg.AssetCheckResult(
+        passed=not leaks,
+        metadata={
+            "canaries_checked": len(canaries),
+            "raw_values_checked": report.get("n_values_checked", 0),
+            "leaks": len(leaks),
+            "leaked": dg.MetadataValue.json(leaks[:20]),
+        },
+        description=None if not leaks else f"{len(leaks)} PII value(s) survived anonymization: "
+        + ", ".join(sorted({f"{x['type']} in {x['record_id']}" for x in leaks})[:10]),
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"huggingface", "jsonl"},
+    code_version="1",
+    owners=["team:data"],
+    description="Chat-formatted instruction samples (policy system prompt + user/assistant turns) from FAQ rows, "
+    "chats, document sections and refusal examples; deduplicated, length-filtered, gold-leak-guarded, "
+    "split into train/eval. Saved as JSONL and as a Hugging Face dataset.",
+)
+def instruction_pairs(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: dict, base_model: dict
+) -> dg.Output[dict]:
+    from datasets import Dataset, DatasetDict
+
+    from ..core.models import load_tokenizer
+
+    cfg = settings.load()
+    policy = load_policy(cfg.path(cfg.policy_file))
+    gold = load_gold(cfg.path(cfg.gold_file))
+    records = read_jsonl(Path(anonymized_corpus["records"]))
+    tokenizer = load_tokenizer(Path(base_model["path"]))
+
+    def count_tokens(messages: list[dict]) -> int:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    result = build_pairs(records, policy, gold, cfg.pairs, count_tokens=count_tokens, seed=cfg.train.seed)
+    train = [s for s in result.samples if s["split"] == "train"]
+    evals = [s for s in result.samples if s["split"] == "eval"]
+    version = version_of(anonymized_corpus["version"], base_model["fingerprint"], cfg.pairs.model_dump(),
+                         sha256_json([policy.system_prompt, policy.refusal, policy.out_of_scope_examples]),
+                         cfg.train.seed)
+    out = asset_dir(cfg, "instruction_pairs") / version
+    with atomic_dir(out) as tmp:
+        write_jsonl(tmp / "train.jsonl", train)
+        write_jsonl(tmp / "eval.jsonl", evals)
+        write_jsonl(tmp / "dropped.jsonl", result.dropped)
+        (tmp / "report.json").write_text(json.dumps(result.report, indent=2))
+        DatasetDict({"train": Dataset.from_list(train), "eval": Dataset.from_list(evals)}).save_to_disk(
+            str(tmp / "hf_dataset")
+        )
+        write_manifest(tmp, asset="instruction_pairs", version=version, anonymized_corpus=anonymized_corpus["version"],
+                       base_model=base_model["fingerprint"], config=cfg.pairs.model_dump())
+    set_latest(out.parent, version)
+    rep = result.report
+    context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}")
+    lengths = list(result.token_counts.values())
+    return dg.Output(
+        {"dir": str(out), "train": str(out / "train.jsonl"), "eval": str(out / "eval.jsonl"), "version": version,
+         "n_train": rep["n_train"], "n_eval": rep["n_eval"]},
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "train_samples": rep["n_train"],
+            "eval_samples": rep["n_eval"],
+            "dropped": sum(rep["dropped"].values()),
+            "dropped_by_reason": dg.MetadataValue.json(rep["dropped"]),
+            "kept_by_source": dg.MetadataValue.json(rep["kept_by_source"]),
+            "gold_leaks_dropped": rep["gold_leaks_dropped"],
+            **numbers("tokens_", rep["token_lengths"] or {}),
+            "token_length_histogram": dg.MetadataValue.md(token_length_histogram_markdown(lengths)),
+            "preview": md_table(
+                [{"id": s["id"], "source": s["source"], "user": s["messages"][1]["content"][:80],
+                  "assistant": s["messages"][2]["content"][:80]} for s in train[:6]]
+            ),
+        },
+    )
+
+
+@dg.asset_check(asset=instruction_pairs, blocking=True, description="Every sample has the chat schema "
+                "(system prompt first, alternating turns, ends with the assistant) and there are enough to train.")
+def instruction_pairs_schema(settings: PipelineSettings, instruction_pairs: dict) -> dg.AssetCheckResult:
+    cfg = settings.load()
+    policy = load_policy(cfg.path(cfg.policy_file))
+    problems = []
+    for split in ("train", "eval"):
+        for s in read_jsonl(Path(instruction_pairs[split])):
+            problems += [f"{s.get('id')}: {p}" for p in validate_sample(s, policy.system_prompt)]
+    enough = instruction_pairs["n_train"] >= cfg.pairs.min_train_samples
+    return dg.AssetCheckResult(
+        passed=not problems and enough,
+        metadata={"invalid_samples": len(problems), "train_samples": instruction_pairs["n_train"],
+                  "min_train_samples": cfg.pairs.min_train_samples,
+                  "problems": dg.MetadataValue.json(problems[:20])},
+    )
