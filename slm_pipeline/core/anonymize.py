@@ -42,8 +42,8 @@ from presidio_analyzer import (
     RecognizerRegistry,
     RecognizerResult,
 )
-from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer, LemmaContextAwareEnhancer
+from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
@@ -216,6 +216,12 @@ _TITLES = (
 _NAME_SUFFIXES = r"Jr|Sr|II|III|IV|MD|PhD|DDS|DVM|Esq|MBA|CPA|RN|B\.Sc|M\.Sc|B\.A|M\.A|B\.Eng|M\.Eng"
 
 
+@lru_cache(maxsize=None)
+def _rx(pattern: str, flags: int = 0) -> re.Pattern:
+    """Compiled-pattern cache (the regex module's own cache lookup is slow on hot paths)."""
+    return re.compile(pattern, flags)
+
+
 def _norm_word(w: str) -> str:
     return w.lower().replace("’", "'")
 
@@ -255,7 +261,7 @@ def _name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
             for v in vals:
                 if not isinstance(v, str) or not _LATIN_NAME.match(v):
                     continue
-                for part in re.split(r"[\s\-]+", v.strip()):
+                for part in _rx(r"[\s\-]+").split(v.strip()):
                     part = part.strip(".")
                     if len(part) < 2 or part.lower() in _NAME_PARTICLES:
                         continue
@@ -268,6 +274,18 @@ def _name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
 @lru_cache(maxsize=1)
 def _wordnet_words(model_name: str = DEFAULT_SPACY_MODEL) -> frozenset[str]:
     """English dictionary words from the spaCy model's lemmatizer index (WordNet), lower-cased."""
+    return _wordnet_pos(model_name)[0]
+
+
+@lru_cache(maxsize=1)
+def _wordnet_non_nouns(model_name: str = DEFAULT_SPACY_MODEL) -> frozenset[str]:
+    """Dictionary verbs/adjectives/adverbs ("mark", "sunny", "grace"): a name that is one of these is ambiguous,
+    while noun-only entries ("maria", "paris") are usually proper names."""
+    return _wordnet_pos(model_name)[1]
+
+
+@lru_cache(maxsize=1)
+def _wordnet_pos(model_name: str = DEFAULT_SPACY_MODEL) -> tuple[frozenset[str], frozenset[str]]:
     try:
         import spacy
         from spacy.lookups import Lookups
@@ -278,12 +296,16 @@ def _wordnet_words(model_name: str = DEFAULT_SPACY_MODEL) -> frozenset[str]:
             return frozenset()
         idx = Lookups().from_disk(paths[0]).get_table("lemma_index")
         words: set[str] = set()
+        non_nouns: set[str] = set()
         for pos in ("noun", "verb", "adj", "adv"):
-            words.update(w for w in idx.get(pos, []) if w.isalpha())
-        return frozenset(words)
+            ws = {w for w in idx.get(pos, []) if w.isalpha()}
+            words |= ws
+            if pos != "noun":
+                non_nouns |= ws
+        return frozenset(words), frozenset(non_nouns)
     except Exception:  # pragma: no cover
         log.warning("could not load WordNet index from %s; using the built-in word lists only", model_name)
-        return frozenset()
+        return frozenset(), frozenset()
 
 
 @dataclass(frozen=True)
@@ -295,6 +317,7 @@ class _Lexicon:
     heads: frozenset[str]
     places: frozenset[str]
     stop: frozenset[str]
+    ambiguous: frozenset[str]       # names that are also everyday words ("Mark", "Grace", "Will", "Young")
 
     def is_name(self, low: str) -> bool:
         return low in self.first or low in self.last
@@ -312,7 +335,8 @@ def _lexicon() -> _Lexicon:
     broad = narrow | frozenset(w for w in _wordnet_words() if w not in names)
     heads = frozenset(_HEAD_NOUNS.split()) | frozenset(_STREET_SUFFIX_WORDS)
     places = frozenset(_PLACES.split())
-    return _Lexicon(first, last, narrow, broad, heads, places, stop)
+    ambiguous = (names & (narrow | heads)) | (names & _wordnet_non_nouns())
+    return _Lexicon(first, last, narrow, broad, heads, places, stop, ambiguous)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -375,7 +399,7 @@ _PHONE_CAND = re.compile(
     (?<![\w+@/#.,:\-])
     (?:(?:\+|00)\d{{1,3}}{_SP}?[.\-]?{_SP}?(?:\(\s*0\s*\){_SP}?)?)?
     (?:\(\s*\d{{1,5}}\s*\){_SP}?[.\-]?{_SP}?)?
-    \d(?:[\d.\-/]|{_SP}(?=\d)){{4,20}}\d
+    \d(?:[\d.\-/]|{_SP}(?=\d)){{3,20}}\d
     (?:{_SP}*(?:x|ext\.?|extension|\#){_SP}*\d{{1,6}})?
     (?![\w@]|[.,\-/]\d)
     """,
@@ -394,7 +418,7 @@ class PhoneNumberRecognizer(_OurRecognizer):
     ENTITY = "PHONE_NUMBER"
     CONTEXT = [
         "phone", "telephone", "tel", "mobile", "cell", "cellphone", "call", "calling", "text", "sms", "whatsapp",
-        "reach", "contact", "landline", "dial", "ring", "fax", "mob", "ph", "phone#", "tel:", "number", "numbers",
+        "reach", "contact", "landline", "dial", "ring", "fax", "mob", "ph", "phone#", "tel:", "mobil", "handy",
     ]
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
@@ -403,22 +427,22 @@ class PhoneNumberRecognizer(_OurRecognizer):
             return out
         for m in _PHONE_CAND.finditer(text):
             cand = m.group(0)
-            core = re.sub(r"(?i)\s*(?:x|ext\.?|extension|#)\s*\d{1,6}$", "", cand)
-            digits = re.sub(r"\D", "", core)
+            core = _rx(r"(?i)\s*(?:x|ext\.?|extension|#)\s*\d{1,6}$").sub("", cand)
+            digits = _rx(r"\D").sub("", core)
             nd = len(digits)
             if nd < 7 or nd > 15:
                 continue
-            if _DATE_LIKE.match(core.strip()):
+            if _DATE_LIKE.match(core.strip()) or _rx(r"(?:19|20)\d\d[\-/.]\d\d?[\-/.]\d\d?(?!\d)").match(core):
                 continue
-            if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):  # SSN shape
+            if _rx(r"\d{3}-\d{2}-\d{4}").fullmatch(core):  # SSN shape
                 continue
             if 13 <= nd <= 19 and not core.startswith(("+", "00", "(")) and _luhn_ok(digits) and \
-                    re.fullmatch(r"\d{4}([ \-]?)\d{4}\1\d{4}\1\d{1,7}", core):
+                    _rx(r"\d{4}([ \-]?)\d{4}\1\d{4}\1\d{1,7}").fullmatch(core):
                 continue  # a card number
             prefix = text[max(0, m.start() - 3):m.start()]
-            if re.search(r"[$€£¥]\s*$", prefix):
+            if _rx(r"[$€£¥]\s*$").search(prefix):
                 continue
-            seps = bool(re.search(r"[ .\-/()\t\u00a0]", core))
+            seps = bool(_rx(r"[ .\-/()\t\u00a0]").search(core))
             score = 0.0
             if core.startswith(("+", "00")):
                 score = 0.5
@@ -474,10 +498,10 @@ class LuhnCardRecognizer(_OurRecognizer):
         out = []
         for m in _CARD_CAND.finditer(text):
             cand = m.group(0)
-            digits = re.sub(r"\D", "", cand)
+            digits = _rx(r"\D").sub("", cand)
             if not 13 <= len(digits) <= 19 or digits[0] not in "23456" or not _luhn_ok(digits):
                 continue
-            seps = set(re.findall(r"[ \-]", cand))
+            seps = set(_rx(r"[ \-]").findall(cand))
             if len(seps) > 1:
                 continue
             out.append(self._result(m.start(), m.end(), 0.7 if seps else 0.6, "Luhn-valid card number"))
@@ -533,7 +557,7 @@ class IbanPlusRecognizer(_OurRecognizer):
             after = m.start() + end
             if after < len(text) and text[after].isalnum():
                 continue
-            compact = re.sub(r"[\s\-]", "", cand[:end]).upper()
+            compact = _rx(r"[\s\-]").sub("", cand[:end]).upper()
             if _iban_checksum_ok(compact):
                 out.append(self._result(m.start(), after, 0.9, "IBAN checksum"))
         return out
@@ -625,7 +649,7 @@ class SsnPlusRecognizer(_RegexRecognizer):
     ]
 
     def valid(self, value: str) -> bool:
-        d = re.sub(r"\D", "", value)
+        d = _rx(r"\D").sub("", value)
         return len(d) == 9 and d[:3] not in ("000", "666") and not d.startswith("9") and d[3:5] != "00" \
             and d[5:] != "0000"
 
@@ -667,7 +691,7 @@ class PostcodeRecognizer(_RegexRecognizer):
         keep = []
         for r in res:
             if r.score == 0.3:  # "75008 Paris": the next word must look like a place, not "75008 Bikes"
-                nxt = re.match(r"[ \t]+([\p{L}\-]+)", text[r.end:])
+                nxt = _rx(r"[ \t]+([\p{L}\-]+)").match(text[r.end:])
                 w = nxt.group(1).lower() if nxt else ""
                 if not w or w in lex.narrow_common:
                     continue
@@ -803,6 +827,8 @@ _EXT_SEGMENTS = [
     ("city_state_zip", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?P<st>[A-Z]{{2}})[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
     ("state_zip", re.compile(rf"{_SEP}(?P<st>[A-Z]{{2}}),?[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
     ("uk_pc", re.compile(rf"{_SEP}{_UK_PC}(?![\w])")),
+    ("city_pc_lower", re.compile(rf"{_SEP}[a-z]{{3,}}(?:[ \t][a-z]{{3,}})?,?[ \t]+(?i:{_UK_PC})(?![\w])")),
+    ("uk_pc_lower", re.compile(rf"{_SEP}(?i:{_UK_PC})(?![\w])")),
     ("pc_city", re.compile(rf"{_SEP}{_EU_PC},?[ \t]+{_CITY}(?:[ \t]+\([A-Z]{{2}}\))?")),
     ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,6}}|\d{{3}}[ \t]\d{{2}})(?![\w])")),
     ("pc", re.compile(rf"{_SEP}(?:\d{{5}}(?:-\d{{4}})?|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}})(?![\w])")),
@@ -823,6 +849,8 @@ _ADDR_TRIGGER = re.compile(
     r"(?:to|at)[ \t]+"
 )
 _ADDR_FREE = re.compile(r"[^\n!?;]{4,90}")
+_ADDR_CUT = re.compile(r"(?<![A-Z][a-z]?)\.(?:[ \t]|$)|\b(?:and|but|because|since|please|thanks|thank|so|which|"
+                       r"where|when|if|or|by|before|after|until|asap|tomorrow|today)\b")
 
 
 class StreetAddressRecognizer(_OurRecognizer):
@@ -881,15 +909,14 @@ class StreetAddressRecognizer(_OurRecognizer):
                 if not fm:
                     continue
                 seg = fm.group(0)
-                cut = re.search(r"(?<![A-Z][a-z]?)\.(?:[ \t]|$)|\b(?:and|but|because|since|please|thanks|"
-                                r"thank|so|which|where|when|if|or|by|before|after|until|asap|tomorrow|today)\b", seg)
+                cut = _ADDR_CUT.search(seg)
                 if cut:
                     seg = seg[:cut.start()]
                 seg = seg.rstrip(" \t,.-")
-                if len(seg) < 6 or not re.search(r"\d", seg) or not re.search(r"\p{Lu}", seg):
+                if len(seg) < 6 or not _rx(r"\d").search(seg) or not _rx(r"\p{Lu}").search(seg):
                     continue
-                if not (re.match(r"[\d#]", seg) or re.search(rf"(?i)\b(?:{_SUFFIX_ALT})\b", seg)
-                        or re.search(rf"\b{_UK_PC}\b|\b\d{{5,6}}\b|\b\d{{4}}[ ]?[A-Z]{{2}}\b", seg)):
+                if not (_rx(r"[\d#]").match(seg) or _rx(rf"(?i)\b(?:{_SUFFIX_ALT})\b").search(seg)
+                        or _rx(rf"\b{_UK_PC}\b|\b\d{{5,6}}\b|\b\d{{4}}[ ]?[A-Z]{{2}}\b").search(seg)):
                     continue
                 s = t.end()
                 out.append(self._result(s, s + len(seg), 0.55, "address after context phrase"))
@@ -910,6 +937,12 @@ class StreetAddressRecognizer(_OurRecognizer):
             e = m.end()
         for _ in range(5):
             matched = False
+            if _rx(r"(?<![\w.,])\d{4,5}$").search(text[max(0, e - 6):e]):  # "..., 76613" then the city
+                m = re.compile(rf"[ \t]+{_CITY}").match(text, e)
+                if m and not all(w.lower() in lex.narrow_common for w in _rx(r"[\p{L}]+").findall(m.group(0))):
+                    e = m.end()
+                    bonus = 0.1
+                    continue
             for kind, rx in _EXT_SEGMENTS:
                 m = rx.match(text, e)
                 if not m:
@@ -917,7 +950,7 @@ class StreetAddressRecognizer(_OurRecognizer):
                 if "st" in m.groupdict() and m.group("st") and m.group("st") not in _US_STATES:
                     continue
                 if m.groupdict().get("city"):
-                    city_words = [w.lower() for w in re.findall(r"[\p{L}]+", m.group("city"))]
+                    city_words = [w.lower() for w in _rx(r"[\p{L}]+").findall(m.group("city"))]
                     if all(w in lex.narrow_common and w not in lex.places for w in city_words):
                         continue
                 if kind == "city":
@@ -944,6 +977,15 @@ _CAMEL_OK = re.compile(r"^(?:Mc|Mac|O['’]|D['’]|De|Di|Da|La|Le|Van|Von|Fitz|
 
 
 def _token_class(word: str, lex: _Lexicon) -> str:
+    return _token_class_cached(word) if lex is _lexicon() else _token_class_uncached(word, lex)
+
+
+@lru_cache(maxsize=200_000)
+def _token_class_cached(word: str) -> str:
+    return _token_class_uncached(word, _lexicon())
+
+
+def _token_class_uncached(word: str, lex: _Lexicon) -> str:
     """F first name, L last name, A name that is also a common word, P place, C common, U unknown name-like,
     X product-like (camelCase), l lower-case word, K all-caps."""
     w = word.rstrip(".")
@@ -957,7 +999,7 @@ def _token_class(word: str, lex: _Lexicon) -> str:
     if any(c.isupper() for c in rest) and not _CAMEL_OK.match(w) and "-" not in w and "'" not in w and "’" not in w:
         return "X"
     low = _norm_word(w)
-    parts = [p for p in re.split(r"[\-]", low) if p]
+    parts = [p for p in _rx(r"[\-]").split(low) if p]
     if low in lex.places:
         return "P"
     in_first = low in lex.first or _strip_accents(low) in lex.first
@@ -965,6 +1007,8 @@ def _token_class(word: str, lex: _Lexicon) -> str:
         len(parts) > 1 and any(p in lex.last or p in lex.first for p in parts))
     if low in lex.narrow_common or low in lex.heads:
         return "A" if (in_first or in_last) else "C"
+    if low in lex.ambiguous:
+        return "A"
     if in_first:
         return "F"
     if in_last:
@@ -989,7 +1033,7 @@ def _name_runs(text: str) -> list[list[tuple[int, int, str]]]:
         gap = text[prev_end:s] if prev_end >= 0 else None
         cap = word[:1].isupper()
         particle = word.lower() in _NAME_PARTICLES and not cap
-        adjacent = gap is not None and re.fullmatch(r"[ \t]{1,2}", gap or "") is not None
+        adjacent = gap is not None and _rx(r"[ \t]{1,2}").fullmatch(gap or "") is not None
         if cur and adjacent and (cap or particle):
             cur.append((s, e, word))
         else:
@@ -1014,6 +1058,11 @@ def _name_runs(text: str) -> list[list[tuple[int, int, str]]]:
     return out
 
 
+_PLACE_PREFIXES = {
+    "san", "santa", "santo", "são", "sao", "los", "las", "la", "el", "new", "north", "south", "east", "west", "fort",
+    "port", "mount", "mt", "lake", "saint", "st", "st.", "upper", "lower", "great", "little", "old", "bad", "sankt",
+    "isle", "cape", "glen", "royal", "ciudad", "puerto", "porto", "rio", "baie", "ville",
+}
 _TITLE_BEFORE = re.compile(rf"(?:\b(?:{_TITLES})\.?[ \t]+)+$")
 _SUFFIX_AFTER = re.compile(rf"^,?[ \t]+(?:{_NAME_SUFFIXES})\.?(?![\w])")
 
@@ -1044,10 +1093,10 @@ def _score_name_tokens(classes: list[str]) -> float:
         return 0.75
     if first in ("U", "L") and last in ("L", "F"):
         return 0.6
-    if first == "F" or last in ("F", "L"):
+    if first in ("F", "L") or last in ("F", "L"):
         return 0.55
     if all(c == "U" for c in classes):
-        return 0.25
+        return 0.5  # "Cornelius Obi": two capitalized words that are neither dictionary words nor places
     return 0.0
 
 
@@ -1075,6 +1124,11 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                     if cls[0] in ("F",) and cls[-1] in ("L", "F"):
                         out.append(self._result(toks[0][0], toks[-1][1], 0.7, "all-caps name in gazetteer"))
                 continue
+            if len(run) >= 2 and _norm_word(run[0][2]) in _PLACE_PREFIXES:
+                continue  # "San Francisco", "New Jeffreymouth", "Fort Worth"
+            prev = text[max(0, run[0][0] - 4):run[0][0]]
+            if _rx(r"(?i)\bthe[ \t]$").search(prev):
+                continue  # "the Hudson Yards"
             classes = [_token_class(t[2], lex) for t in run]
             # split the run at common/product/caps words; each piece is scored on its own
             pieces: list[list[int]] = [[]]
@@ -1091,8 +1145,11 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                 last_i = piece[-1]
                 if last_i + 1 < len(run) and _norm_word(run[last_i + 1][2].rstrip(".")) in lex.heads:
                     continue
-                nxt = re.match(r"[ \t]+([\p{L}]+)", text[run[last_i][1]:])
+                nxt = _rx(r"[ \t]+([\p{L}]+)").match(text[run[last_i][1]:])
                 if nxt and _norm_word(nxt.group(1)) in lex.heads and last_i + 1 >= len(run):
+                    continue
+                # a piece ending in a head noun is a place/product ("Canal Street", "Liberty Plaza")
+                if _norm_word(run[last_i][2].rstrip(".")) in lex.heads:
                     continue
                 # split over-long pieces into windows of at most 4 tokens
                 while idx:
@@ -1123,7 +1180,7 @@ class PersonGazetteerRecognizer(_OurRecognizer):
         def flush():
             if len(run) >= 2:
                 first, last = _norm_word(run[0][2]), _norm_word(run[-1][2])
-                if first in lex.first and (last in lex.last or last in lex.first or
+                if any(p in lex.first for p in first.split("-")) and (last in lex.last or last in lex.first or
                                            any(p in lex.last for p in last.split("-"))):
                     out.append(self._result(run[0][0], run[-1][1], 0.6, "lower-case full name in gazetteer"))
 
@@ -1133,7 +1190,7 @@ class PersonGazetteerRecognizer(_OurRecognizer):
             parts = low.split("-")
             ok = (w.islower() and len(w) >= 3 and low not in lex.broad_common and low not in lex.stop
                   and all(p in lex.first or p in lex.last for p in parts))
-            adjacent = prev_end >= 0 and re.fullmatch(r"[ \t]{1,2}", text[prev_end:m.start()]) is not None
+            adjacent = prev_end >= 0 and _rx(r"[ \t]{1,2}").fullmatch(text[prev_end:m.start()]) is not None
             if ok and (adjacent or not run) and len(run) < 3:
                 run.append((m.start(), m.start() + len(w), w))
             else:
@@ -1160,11 +1217,11 @@ _TRIGGERS: list[tuple[re.Pattern, str]] = [
     (re.compile(rf"(?<![\w])(?:{_TITLES})\.?[ \t]+"), "title"),
     (re.compile(r"(?i)\b(?:hi|hello|hey|dear|hiya|heya|greetings|good[ \t]+(?:morning|afternoon|evening)|"
                 r"morning|evening|bonjour|hola|hallo|ciao|salut|namaste)[ \t]*,?[ \t]+"), "medium"),
-    (re.compile(r"(?i)\b(?:thanks|thank[ \t]+you|thx|ty|cheers|regards|best|sincerely|yours|br|kind[ \t]+regards|"
-                r"best[ \t]+regards|warm[ \t]+regards|best[ \t]+wishes|many[ \t]+thanks|all[ \t]+the[ \t]+best|"
-                r"take[ \t]+care|talk[ \t]+soon|love|much[ \t]+appreciated|appreciate[ \t]+it)"
+    (re.compile(r"(?i)\b(?:kind[ \t]+regards|best[ \t]+regards|warm[ \t]+regards|best[ \t]+wishes|many[ \t]+thanks|"
+                r"all[ \t]+the[ \t]+best|take[ \t]+care|talk[ \t]+soon|much[ \t]+appreciated|appreciate[ \t]+it|"
+                r"thank[ \t]+you|thanks|thx|ty|cheers|regards|best|sincerely|yours|br|love)"
                 r"[ \t]*[,!.\-–—:]*[ \t]*(?:\n[ \t]*)?"), "closing"),
-    (re.compile(r"(?i)\b(?:this[ \t]+is|it['’]s|it[ \t]+is|i['’]m|i[ \t]+am|im|here[ \t]+is|here['’]s|"
+    (re.compile(r"(?i)\b(?:is[ \t]+(?:this|that)|this[ \t]+is|it['’]s|it[ \t]+is|i['’]m|i[ \t]+am|im|here[ \t]+is|here['’]s|"
                 r"my[ \t]+(?:friend|colleague|wife|husband|son|daughter|brother|sister|mother|father|mom|mum|dad|"
                 r"partner|boss|manager|neighbou?r|flatmate|roommate)(?:[ \t]+is)?)[ \t]+"), "medium"),
     (re.compile(r"(?i)\b(?:customer|client|caller|passenger|rider|member|subscriber|user|agent|representative|rep|"
@@ -1190,7 +1247,7 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
     i = pos
     n = len(text)
     while len(toks) < 4 and i < n:
-        m = re.compile(_NAME_TOKEN).match(text, i)
+        m = _rx(_NAME_TOKEN).match(text, i)
         if not m:
             break
         w = m.group(0)
@@ -1207,11 +1264,15 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
                 break
         if c in ("X", "K"):
             break
+        if low.rstrip(".") in lex.heads and c != "F":
+            return None  # "from Liberty Plaza", "this is Central Station"
         if c == "C" and not (kind == "title" and not toks):
-            break
+            # "I'm Petre Pop": a capitalized dictionary word right after a name-like token continues the name
+            if not (toks and toks[-1][3] in ("U", "F", "L") and w[:1].isupper() and low not in lex.narrow_common):
+                break
         toks.append((m.start(), m.end(), w, c))
         j = m.end()
-        sp = re.match(r"[ \t]{1,2}", text[j:])
+        sp = _rx(r"[ \t]{1,2}").match(text[j:])
         if not sp:
             break
         i = j + sp.end()
@@ -1220,7 +1281,7 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
     if not toks:
         return None
     # stop before a head noun: "Hi Central Station team" / "this is Baker Street"
-    nxt = re.match(r"[ \t]+([\p{L}]+)", text[toks[-1][1]:])
+    nxt = _rx(r"[ \t]+([\p{L}]+)").match(text[toks[-1][1]:])
     if nxt and _norm_word(nxt.group(1)) in lex.heads:
         return None
     return toks[0][0], toks[-1][1], [t[3] for t in toks]
@@ -1240,7 +1301,7 @@ class PersonContextRecognizer(_OurRecognizer):
                 if not got:
                     continue
                 s, e, cls = got
-                if text[e - 1] == "." and not re.search(rf"(?:{_NAME_SUFFIXES})\.$", text[s:e]):
+                if text[e - 1] == "." and not _rx(rf"(?:{_NAME_SUFFIXES})\.$").search(text[s:e]):
                     e -= 1
                 after = text[e:e + 2]
                 score = 0.0
@@ -1250,19 +1311,22 @@ class PersonContextRecognizer(_OurRecognizer):
                 if kind in ("strong", "title"):
                     score = 0.85
                 elif kind in ("medium", "signature", "closing"):
-                    if kind in ("closing", "signature") and not re.match(r"^(?:$|[\n.!,?:;)\-—]|[ \t]*$|[ \t]*\n)",
-                                                                         after):
+                    if kind in ("closing", "signature") and not _rx(
+                            r"^(?:$|[\n.!,?:;)\-—]|[ \t]*$|[ \t]*\n)").match(after):
                         continue
-                    if all(c in ("P",) for c in namey):
+                    if all(c == "P" for c in namey) and not (
+                            kind in ("closing", "signature", "medium") and len(namey) == 1
+                            and _norm_word(text[s:e].rstrip(".")) in lex.first
+                            and _rx(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)").match(after)):
                         continue
-                    if len(namey) == 1 and namey[0] == "A" and not re.match(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)", after):
+                    if len(namey) == 1 and namey[0] == "A" and not _rx(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)").match(after):
                         continue
                     score = 0.75
                 else:  # weak triggers need gazetteer evidence
                     if not any(c in ("F",) for c in cls) and not (len(cls) > 1 and any(c == "L" for c in cls)):
                         continue
                     score = 0.6
-                if kind == "signature" and not re.match(r"^[ \t]*(?:$|\n)", text[e:e + 3]):
+                if kind == "signature" and not _rx(r"^[ \t]*(?:$|\n)").match(text[e:e + 3]):
                     continue
                 s2, e2 = _extend_person(text, s, e)
                 if kind == "title":
@@ -1317,10 +1381,38 @@ def _clean_person_span(text: str, s: int, e: int, lex: _Lexicon) -> tuple[int, i
     tail = text[ne:ne + 2]
     if tail in ("'s", "’s"):
         pass
-    nxt = re.match(r"[ \t]+([\p{L}]+)", text[ne:])
+    nxt = _rx(r"[ \t]+([\p{L}]+)").match(text[ne:])
     if nxt and _norm_word(nxt.group(1)) in lex.heads and nxt.group(1)[:1].isupper():
         return None
     return _extend_person(text, ns, ne)
+
+
+_SENT_SPLIT = re.compile(r"(?<=[.!?])[ \t]+(?=\S)|\n+")
+_CAP_WORD = re.compile(r"(?<![\w\-])[\p{Lu}][\p{L}\p{M}'’\-]*")
+
+
+def _ner_segments(text: str, results: list[RecognizerResult], lex: _Lexicon) -> list[tuple[int, int]]:
+    """Sentences that contain a capitalized word which might be a name and is not yet inside a confident
+    detection. Only these are sent through spaCy's NER (dictionary words, places, product-like camelCase words
+    and anything inside an address/email/name already found do not need it)."""
+    covered = [(r.start, r.end) for r in results]
+    segs: list[tuple[int, int]] = []
+    start = 0
+    bounds = [(m.start(), m.end()) for m in _SENT_SPLIT.finditer(text)] + [(len(text), len(text))]
+    for a, b in bounds:
+        seg_s, seg_e = start, a
+        start = b
+        if seg_e <= seg_s:
+            continue
+        for m in _CAP_WORD.finditer(text, seg_s, seg_e):
+            ws, we = m.span()
+            if any(cs <= ws and we <= ce for cs, ce in covered):
+                continue
+            c = _token_class(m.group(0), lex)
+            if c in ("U", "F", "L", "A"):
+                segs.append((seg_s, seg_e))
+                break
+    return segs
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1354,11 +1446,65 @@ class FastSpacyNlpEngine(SpacyNlpEngine):
         self.nlp = {LANG: spacy.load(self.model_name, exclude=self.exclude)}
 
     def _doc_to_nlp_artifact(self, doc, language):  # noqa: D102
-        art = super()._doc_to_nlp_artifact(doc, language)
-        if not any(art.lemmas):
-            art.lemmas = [t.lower_ for t in doc]
-            art.keywords = art.set_keywords(self, art.lemmas, language)
-        return art
+        from spacy.attrs import IDX, LOWER
+
+        arr = doc.to_array([LOWER, IDX]) if len(doc) else None
+        strings = doc.vocab.strings
+        lemmas = [strings[int(h)] for h in arr[:, 0]] if arr is not None else []
+        indices = arr[:, 1].tolist() if arr is not None else []
+        entities, scores = (), []
+        if doc.has_annotation("ENT_IOB"):
+            entities = self._get_entities(doc)
+            scores = self._get_scores_for_entities(doc)
+            entities, scores = self._get_updated_entities(entities, scores)
+        return _LightArtifacts(entities=entities, tokens=doc, tokens_indices=indices, lemmas=lemmas,
+                               nlp_engine=self, language=language, scores=scores)
+
+
+class _LightArtifacts(NlpArtifacts):
+    """NlpArtifacts whose context keywords are all word tokens, lower-cased.
+
+    Presidio drops spaCy stop words from context keywords, but spaCy lists "call", "name", "back" ... as stop
+    words, so "call me on ..." would never count as phone context. Also skips per-token vocabulary lookups."""
+
+    @staticmethod
+    def set_keywords(nlp_engine, lemmas, language):  # noqa: D102
+        return [w for w in lemmas if w[:1].isalnum() or w[-1:].isalnum()]
+
+
+class _InPlaceContextEnhancer(LemmaContextAwareEnhancer):
+    """Presidio's lemma/context-word enhancer, minus the deep copy of every result (our results are created
+    fresh for each call) and skipping results that are already confident."""
+
+    def __init__(self, skip_above: float = 0.8, **kw):
+        super().__init__(**kw)
+        self.skip_above = skip_above
+
+    def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # noqa: D102
+        results = list(raw_results)
+        if nlp_artifacts is None or not results:
+            return results
+        by_id = {r.id: r for r in recognizers}
+        context = [w.lower() for w in context] if context else []
+        for result in results:
+            meta = result.recognition_metadata or {}
+            rec = by_id.get(meta.get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY))
+            if rec is None or not rec.context or result.score >= self.skip_above:
+                continue
+            if meta.get(RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY):
+                continue
+            words = self._extract_surrounding_words(
+                nlp_artifacts=nlp_artifacts, word=text[result.start:result.end], start=result.start
+            )
+            words.extend(context)
+            hit = self._find_supportive_word_in_context(words, rec.context, self.context_matching_mode)
+            if hit:
+                result.score = min(max(result.score + self.context_similarity_factor,
+                                       self.min_score_with_context_similarity), ContextAwareEnhancer.MAX_SCORE)
+                if result.analysis_explanation is not None:
+                    result.analysis_explanation.set_supportive_context_word(hit)
+                    result.analysis_explanation.set_improved_score(result.score)
+        return results
 
 
 @lru_cache(maxsize=4)
@@ -1431,11 +1577,11 @@ def build_analyzer(cfg: AnonymizeConfig) -> AnalyzerEngine:
         nlp_engine=engine,
         supported_languages=[LANG],
         default_score_threshold=cfg.score_threshold,
-        context_aware_enhancer=LemmaContextAwareEnhancer(
+        context_aware_enhancer=_InPlaceContextEnhancer(
             context_similarity_factor=0.35,
             min_score_with_context_similarity=0.4,
-            context_prefix_count=6,
-            context_suffix_count=2,
+            context_prefix_count=7,
+            context_suffix_count=4,
             context_matching_mode="whole_word",
         ),
     )
@@ -1480,8 +1626,9 @@ def _resolve(text: str, cands: list[Finding]) -> list[Finding]:
         s = min(f.start for f in cl)
         e = max(f.end for f in cl)
         union = e - s
+        whole = [f for f in cl if f.start == s and f.end == e and f.score >= 0.5]
         big = [f for f in cl if (f.end - f.start) >= 0.8 * union]
-        best = max(big or cl, key=lambda f: (f.score, f.end - f.start))
+        best = max(whole or big or cl, key=lambda f: (f.score, f.end - f.start))
         score = max(f.score for f in cl)
         out.append(Finding(best.entity_type, s, e, round(score, 3), text[s:e]))
     return out
@@ -1489,17 +1636,18 @@ def _resolve(text: str, cands: list[Finding]) -> list[Finding]:
 
 def _value_key(etype: str, value: str) -> str:
     if etype in DIGIT_TYPES:
-        d = re.sub(r"\D", "", value)
+        d = _rx(r"\D").sub("", value)
         return d if len(d) >= 6 else _norm_ws(value)
     if etype in ALNUM_TYPES:
-        return re.sub(r"[\W_]", "", value).upper()
+        return _rx(r"[\W_]").sub("", value).upper()
     return _norm_ws(value)
 
 
 def _norm_ws(s: str) -> str:
-    return re.sub(r"\s+", " ", s.replace("’", "'")).strip().casefold()
+    return _rx(r"\s+").sub(" ", s.replace("’", "'")).strip().casefold()
 
 
+@lru_cache(maxsize=20_000)
 def _occurrence_regex(value: str, case_sensitive: bool = False) -> re.Pattern | None:
     value = value.strip()
     if len(value) < 3:
@@ -1525,12 +1673,17 @@ def _propagate(texts: list[str], per_text: list[list[Finding]], lex: _Lexicon) -
                     w = w.rstrip(".")
                     lw = _norm_word(w)
                     if len(w) >= 3 and w[:1].isupper() and lw not in lex.narrow_common and \
-                            not re.fullmatch(rf"(?:{_TITLES})", w) and lw not in lex.places:
+                            not _rx(rf"(?:{_TITLES})").fullmatch(w) and lw not in lex.places:
                         values.setdefault(("PERSON", w), f)
     if not values:
         return per_text
+    lowered = [t.lower() for t in texts]
+    found_low = [f.text.lower() for fs in per_text for f in fs]
     pats = []
     for (etype, val), f in values.items():
+        lv = val.lower()
+        if sum(t.count(lv) for t in lowered) <= sum(x.count(lv) for x in found_low):
+            continue  # every occurrence is already inside a detection
         rx = _occurrence_regex(val, case_sensitive=(etype == "PERSON" and " " not in val))
         if rx is not None:
             pats.append((etype, rx, f.score))
@@ -1575,7 +1728,7 @@ class _PseudonymMap:
             return self.by_key[key]
         if etype == "PERSON":
             toks = {_norm_word(w.rstrip(".")) for w in _WORD.findall(value)} - {
-                _norm_word(t) for t in re.findall(r"[\w.]+", _TITLES.replace("|", " "))}
+                _norm_word(t) for t in _rx(r"[\w.]+").findall(_TITLES.replace("|", " "))}
             for cl_toks, rep in self.person_clusters:
                 if toks and (toks <= cl_toks or cl_toks <= toks):
                     cl_toks |= toks
@@ -1668,11 +1821,11 @@ def find_leaks(texts: Iterable[tuple[str, str]], values: Iterable[tuple[str, str
     for etype, value in values:
         if not isinstance(value, str):
             value = str(value)
-        digits = re.sub(r"\D", "", value)
+        digits = _rx(r"\D").sub("", value)
         if etype in DIGIT_TYPES and len(digits) >= 6:
             checks.append((etype, "digits", digits))
-        elif etype in ALNUM_TYPES and len(re.sub(r"[\W_]", "", value)) >= 5:
-            checks.append((etype, "alnum", re.sub(r"[\W_]", "", value).upper()))
+        elif etype in ALNUM_TYPES and len(_rx(r"[\W_]").sub("", value)) >= 5:
+            checks.append((etype, "alnum", _rx(r"[\W_]").sub("", value).upper()))
         else:
             rx = _occurrence_regex(_norm_ws(value))
             if rx is not None:
@@ -1689,11 +1842,11 @@ def find_leaks(texts: Iterable[tuple[str, str]], values: Iterable[tuple[str, str
         for etype, mode, needle in checks:
             if mode == "digits":
                 if runs is None:
-                    runs = [re.sub(r"\D", "", m.group(0)) for m in _DIGIT_RUN.finditer(text)]
+                    runs = [_rx(r"\D").sub("", m.group(0)) for m in _DIGIT_RUN.finditer(text)]
                 hit = any(needle in r for r in runs)
             elif mode == "alnum":
                 if alnum is None:
-                    alnum = re.sub(r"[\W_]", "", text).upper()
+                    alnum = _rx(r"[\W_]").sub("", text).upper()
                 hit = needle in alnum
             else:
                 hit = needle.search(norm) is not None
@@ -1786,6 +1939,12 @@ class Anonymizer:
         self._engine = self.analyzer.nlp_engine
         self._nlp = self._engine.nlp[LANG]
         self._lex = _lexicon()
+        ner_ents = set(self.entities) & _NER_ENTITIES
+        # Gated NER: run spaCy's NER only on sentences with capitalized words that no other recognizer explained.
+        # Only valid when PERSON is the sole NER-backed entity (other NER labels need every sentence).
+        self._gated = bool(getattr(self.cfg, "ner_gating", True)) and ner_ents == {"PERSON"}
+        if not ner_ents:
+            self._gated = False
         self._faker = None
         if self.cfg.replacement == "fake":
             from faker import Faker
@@ -1804,8 +1963,13 @@ class Anonymizer:
                 pieces.extend((i, off, ch) for off, ch in _chunks(t))
         out: list[list[Finding]] = [[] for _ in texts]
         thr = self.cfg.score_threshold
-        docs = self._nlp.pipe((p[2] for p in pieces), batch_size=self.cfg.batch_size)
-        for (i, off, chunk), doc in zip(pieces, docs):
+        bs = self.cfg.batch_size
+        if not self._gated:
+            docs = self._nlp.pipe((p[2] for p in pieces), batch_size=bs)
+        else:  # tokenizer only; NER runs below on the sentences that still need it
+            docs = self._nlp.tokenizer.pipe((p[2] for p in pieces), batch_size=bs)
+        ner_jobs: list[tuple[int, int, int]] = []  # (piece index, segment start, segment end)
+        for k, ((i, off, chunk), doc) in enumerate(zip(pieces, docs)):
             art = self._engine._doc_to_nlp_artifact(doc, LANG)
             results = self.analyzer.analyze(
                 text=chunk, language=LANG, entities=self.entities, nlp_artifacts=art, score_threshold=thr
@@ -1814,6 +1978,20 @@ class Anonymizer:
                 Finding(r.entity_type, r.start + off, r.end + off, float(r.score), chunk[r.start:r.end])
                 for r in results
             )
+            if self._gated:
+                ner_jobs.extend((k, s, e) for s, e in _ner_segments(chunk, results, self._lex))
+        if ner_jobs:
+            seg_docs = self._nlp.pipe((pieces[k][2][s:e] for k, s, e in ner_jobs), batch_size=bs)
+            for (k, s, _e), sdoc in zip(ner_jobs, seg_docs):
+                i, off, chunk = pieces[k]
+                for ent in sdoc.ents:
+                    if ent.label_ not in ("PERSON", "PER"):
+                        continue
+                    span = _clean_person_span(chunk, s + ent.start_char, s + ent.end_char, self._lex)
+                    if span is None:
+                        continue
+                    a, b = span
+                    out[i].append(Finding("PERSON", a + off, b + off, 0.85, chunk[a:b]))
         return out
 
     def analyze_texts(self, texts: list[str]) -> list[list[Finding]]:

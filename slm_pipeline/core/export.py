@@ -834,8 +834,9 @@ def parse_modelfile(text: str) -> dict[str, Any]:
     return out
 
 
-# A tiny interpreter for the Go text/template subset we emit: text, {{ .Field }}, {{ if COND }}..{{ else }}..
-# {{ end }}, {{ range .Messages }}..{{ end }}, COND = .Field | not .Field | eq/ne .Field "str"; {{- / -}} trims.
+# A tiny interpreter for the Go text/template subset we emit: text, {{ .Field }}, {{ if COND }}..{{ else if COND }}..
+# {{ else }}..{{ end }}, {{ range .Messages }}..{{ end }}, COND = .Field | not .Field | eq/ne .Field "str";
+# {{- and -}} trim whitespace as in Go.
 _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
 
 
@@ -860,6 +861,19 @@ def _go_parse(template: str) -> list:
         text = text.lstrip(" \t\r\n")
     items.append(("text", text))
 
+    def parse_if(it, cond: str):
+        then, ended = block(it, ("else", "end"))
+        other: list = []
+        if ended != "end":
+            rest = ended[len("else"):].strip()
+            if rest.startswith("if "):  # {{ else if COND }} chains share the final {{ end }}
+                other = [parse_if(it, rest[3:].strip())]
+            elif not rest:
+                other, _ = block(it, ("end",))
+            else:
+                raise ModelfileError(f"template action {{{{ {ended} }}}} is outside the supported subset")
+        return ("if", cond, then, other)
+
     def block(it, stop: tuple[str, ...]):
         nodes: list = []
         for kind, val in it:
@@ -871,11 +885,7 @@ def _go_parse(template: str) -> list:
             if word in stop:
                 return nodes, val
             if word == "if":
-                then, ended = block(it, ("else", "end"))
-                other: list = []
-                if ended.startswith("else"):
-                    other, _ = block(it, ("end",))
-                nodes.append(("if", val[3:].strip(), then, other))
+                nodes.append(parse_if(it, val[3:].strip()))
             elif word == "range":
                 body, _ = block(it, ("end",))
                 nodes.append(("range", val[6:].strip(), body))
@@ -1018,7 +1028,8 @@ def verify_variant(reference_model, candidate_model, tokenizer, prompts: Sequenc
       top-1 agreement over prompts;
     - all_positions_*: the same over every prompt position;
     - greedy_exact_match: share of prompts whose greedy continuation (max_new_tokens) is identical;
-      greedy_token_agreement: mean share of continuation tokens equal before the first divergence.
+      greedy_token_agreement: mean share of continuation tokens equal before the first divergence;
+    - top1_agreement / greedy_match: aliases of next_token_top1_agreement / greedy_exact_match.
     """
     import torch
 
@@ -1052,6 +1063,9 @@ def verify_variant(reference_model, candidate_model, tokenizer, prompts: Sequenc
         "all_positions_top1_agreement": mean(all_top1),
         "greedy_exact_match": mean(exact),
         "greedy_token_agreement": mean(prefix),
+        # short aliases (used in the Dagster asset's metadata table)
+        "top1_agreement": mean(nt_top1),
+        "greedy_match": mean(exact),
         "max_new_tokens": max_new_tokens,
         "sample_reference": tokenizer.decode(ref[0]["tokens"], skip_special_tokens=False) if ref else "",
         "sample_candidate": tokenizer.decode(cand[0]["tokens"], skip_special_tokens=False) if cand else "",
@@ -1081,7 +1095,7 @@ def _serve_commands(out_dir: Path, base_path: Path, adapter_path: Path, name: st
         cmds["ollama"] = f"ollama create {name} -f {modelfile} && ollama run {name}"
     for key in ("gguf-q8_0", "gguf-q4_0"):
         v = variants.get(key) or {}
-        if v.get("path") and not v.get("skipped_reason"):
+        if v.get("path"):  # also when only transformers could not reload it: llama.cpp may still
             cmds[f"llama_server_{key.split('-')[1]}"] = f"llama-server -m {v['path']} --port 8080"
     return cmds, notes
 
@@ -1132,9 +1146,9 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
                             f"computing reference outputs on {len(verify_prompts)} prompts")
         ref_out = _outputs(reference, tokenizer, verify_prompts, max_new)
 
-        def verify(key: str, loader: Callable[[], Any], path: Path, settings: dict, build_s: float, extra=None):
+        def verify(key: str, loader: Callable[[], Any], path: Path, settings: dict, build_s: float):
             entry = {"path": final_path(tmp, path), "size_bytes": _dir_size(path), "settings": settings,
-                     "build_seconds": round(build_s, 2), "skipped_reason": None, **(extra or {})}
+                     "build_seconds": round(build_s, 2), "skipped_reason": None}
             try:
                 cand, ls, rss_d = _timed_load(loader)
             except Exception as e:  # the file exists but cannot be reloaded here
@@ -1144,8 +1158,12 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
                 return
             entry["load_seconds"], entry["rss_delta_bytes"] = round(ls, 3), rss_d
             _progress(progress, f"Verifying {key} against merged")
-            entry.update(verify_variant(reference, cand, tokenizer, verify_prompts, max_new_tokens=max_new,
-                                        reference_outputs=ref_out))
+            try:
+                entry.update(verify_variant(reference, cand, tokenizer, verify_prompts, max_new_tokens=max_new,
+                                            reference_outputs=ref_out))
+            except Exception as e:  # keep the artifact; say why it is unverified
+                entry["verification_error"] = f"{type(e).__name__}: {e}"
+                _progress(progress, f"Could not verify {key}: {entry['verification_error']}")
             variants[key] = entry
             del cand
             _free()
@@ -1207,7 +1225,7 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
         else:
             modelfile_info["skipped_reason"] = "no GGUF variant was written"
 
-        del reference
+        reference = None  # free the merged model before hashing (the closure above is done with it)
         _free()
 
         # 5. manifest -----------------------------------------------------------------------------------
@@ -1224,7 +1242,8 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
             stage="export",
             base_model={"path": str(base_path), "adapter_base_model_name_or_path":
                         adapter_cfg.get("base_model_name_or_path")},
-            adapter={"path": str(adapter_path), "version": inputs.get("adapter_version", adapter_path.name),
+            adapter={"path": str(adapter_path),
+                     "version": inputs.get("adapter_version") or inputs.get("lora_adapter") or adapter_path.name,
                      "config": adapter_cfg},
             inputs=inputs,
             device=device,

@@ -1,0 +1,175 @@
+"""Dagster layer: definitions load, bad settings fail fast, PII canaries never pass the data stages, and the
+whole graph materializes end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from slm_pipeline.config import PROJECT_ROOT, ConfigError, load_config
+from slm_pipeline.core.artifacts import read_jsonl
+from slm_pipeline.core.models import ModelResolutionError, resolve_base_model
+from slm_pipeline.definitions import defs
+from slm_pipeline.defs.resources import PipelineSettings
+
+ASSETS = PROJECT_ROOT / "assets"
+EXPECTED_ASSETS = {"raw_corpus", "anonymized_corpus", "instruction_pairs", "base_model", "lora_adapter",
+                   "quantized_model", "eval_report"}
+
+
+def write_config(tmp_path: Path, base_model: Path, corpus_dir: Path = ASSETS / "corpus", **sections) -> Path:
+    doc = {
+        "base_model": str(base_model),
+        "artifacts_dir": str(tmp_path / "artifacts"),
+        "gold_file": str(ASSETS / "gold" / "gold_qa.jsonl"),
+        "probes_dir": str(ASSETS / "probes"),
+        "policy_file": str(ASSETS / "policy.yaml"),
+        "corpus": {"corpus_dir": str(corpus_dir)},
+        "anonymize": {"canaries_file": str(ASSETS / "canaries.yaml")},
+        "pairs": {"min_train_samples": 5},
+        "train": {"max_steps": 2, "batch_size": 2, "max_seq_len": 256, "save_steps": 1, "precision": "fp32"},
+        "export": {"variants": ["gguf-q8_0"], "verify_prompts": 1},
+        "eval": {"max_gold": 2, "max_new_tokens": 4, "variants": ["base", "merged"]},
+    }
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    path = tmp_path / "slm_pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def materialize(config: Path, selection: str | None = None, instance=None):
+    assets = defs.assets
+    checks = defs.asset_checks
+    return dg.materialize(
+        [*assets, *checks], selection=selection, resources={"settings": PipelineSettings(config_file=str(config))},
+        instance=instance, raise_on_error=False,
+    )
+
+
+def test_definitions_load_with_expected_assets_checks_and_automation():
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert EXPECTED_ASSETS <= keys
+    checks = {c.name: c for c in repo.asset_graph.asset_check_keys}
+    assert {"anonymized_corpus_no_pii_leak", "eval_report_promotion_gate", "instruction_pairs_schema"} <= set(checks)
+    assert defs.resolve_job_def("retrain_job")
+    assert defs.resolve_schedule_def("quarterly_retrain_schedule").cron_schedule == "0 3 1 1,4,7,10 *"
+
+
+def test_unknown_setting_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lerning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train\.lerning_rate: unknown setting"):
+        load_config(bad)
+    bad.write_text("train:\n  method: sft\n")
+    with pytest.raises(ConfigError, match=r"train\.method.*'lora', 'qlora' or 'dora'"):
+        load_config(bad)
+
+
+def test_unknown_base_model_fails_with_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelResolutionError, match="embedded:smollm2-135m-instruct"):
+        resolve_base_model("embedded:gpt-17", tmp_path)
+    with pytest.raises(ModelResolutionError, match="HF_HUB_OFFLINE"):
+        resolve_base_model("no-such-org/no-such-model", tmp_path)
+    with pytest.raises(ModelResolutionError, match="config.json"):
+        resolve_base_model(str(tmp_path), tmp_path)
+
+
+def test_missing_corpus_dir_fails_fast_naming_the_setting(tmp_path, tiny_model_dir, capsys):
+    from slm_pipeline.cli import main
+
+    cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=tmp_path / "nope")
+    assert main(["--config", str(cfg), "run"]) == 2
+    assert "corpus.corpus_dir" in capsys.readouterr().err
+
+
+CANARIES = {
+    "PERSON": "Ottoline Brackenbury",
+    "EMAIL_ADDRESS": "ottoline.brackenbury@example.com",
+    "PHONE_NUMBER": "+44 20 7946 0123",
+    "STREET_ADDRESS": "12 Quillfeather Road, Leeds LS6 2QR",
+    "CREDIT_CARD": "4111 1111 1111 1111",
+    "IBAN_CODE": "DE89 3704 0044 0532 0130 00",
+    "US_SSN": "512-44-9031",
+    "IP_ADDRESS": "198.51.100.23",
+    "ORDER_ID": "ORD-553201",
+}
+
+
+def planted_corpus(root: Path) -> Path:
+    c = CANARIES
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "pricing.md").write_text(
+        "# Pricing\n\n## Day pass\n\nA Day Pass costs 4.50 euros and lasts 24 hours.\n\n"
+        f"## Contact\n\nOur billing lead {c['PERSON']} answers at {c['EMAIL_ADDRESS']}.\n"
+    )
+    (root / "faq.csv").write_text(
+        "question,answer\n"
+        + "".join(f'"How long does question {i} take?","It takes {i} minutes to resolve topic {i}."\n'
+                  for i in range(8))
+        + f'"Who handles refunds?","Refunds are handled by {c["PERSON"]}, phone {c["PHONE_NUMBER"]}."\n'
+    )
+    chat = {"id": "chat-1", "messages": [
+        {"role": "user", "content": f"Hi, I'm {c['PERSON']}. My order {c['ORDER_ID']} was charged twice to card "
+                                    f"{c['CREDIT_CARD']}. I live at {c['STREET_ADDRESS']}."},
+        {"role": "assistant", "content": f"Sorry about that, {c['PERSON'].split()[0]}! I've refunded the duplicate "
+                                         "charge; it shows within 5 to 7 business days."},
+        {"role": "user", "content": f"Please send it to IBAN {c['IBAN_CODE']} instead. SSN {c['US_SSN']}, my IP "
+                                    f"was {c['IP_ADDRESS']}."},
+        {"role": "assistant", "content": "We can only refund to the original card, and please never share your "
+                                         "social security number with us."},
+    ]}
+    (root / "chats.jsonl").write_text(json.dumps(chat) + "\n")
+    return root
+
+
+def _all_text(path: Path) -> str:
+    return "\n".join(p.read_text() for p in path.rglob("*.jsonl"))
+
+
+def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_model_dir):
+    corpus = planted_corpus(tmp_path / "corpus")
+    cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=corpus)
+    result = materialize(cfg, selection="raw_corpus+ - lora_adapter+")
+    assert result.success
+    art = tmp_path / "artifacts"
+    raw = _all_text(art / "raw_corpus")
+    assert all(v in raw for v in CANARIES.values())  # planted for real
+    for asset in ("anonymized_corpus", "instruction_pairs"):
+        text = _all_text(art / asset)
+        leaked = [k for k, v in CANARIES.items() if v in text or v.replace(" ", "") in text]
+        assert not leaked, f"{asset} leaks {leaked}"
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
+
+
+def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
+    cfg = write_config(tmp_path, tiny_model_dir)
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(cfg, instance=instance)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert EXPECTED_ASSETS <= materialized
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
+    # A random tiny model cannot beat anything: the gate must say so and withhold the promoted pointer.
+    assert checks["eval_report_promotion_gate"] is False
+    art = tmp_path / "artifacts"
+    assert not (art / "promoted.json").exists()
+    for asset in EXPECTED_ASSETS - {"base_model"}:
+        latest = (art / asset / "latest").read_text().strip()
+        assert (art / asset / latest / "manifest.json").exists(), asset
+    adapter = art / "lora_adapter" / (art / "lora_adapter" / "latest").read_text().strip()
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "loss_curve.png").exists()
+    report = art / "eval_report" / (art / "eval_report" / "latest").read_text().strip()
+    assert (report / "report.html").exists()
+    pairs = art / "instruction_pairs" / (art / "instruction_pairs" / "latest").read_text().strip()
+    assert read_jsonl(pairs / "train.jsonl")[0]["messages"][0]["role"] == "system"
+    mat = instance.get_latest_materialization_event(dg.AssetKey("lora_adapter")).asset_materialization
+    assert {"final_eval_loss", "loss_curve", "tokens_per_second"} <= set(mat.metadata)
