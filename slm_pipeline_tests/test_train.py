@@ -127,3 +127,18 @@ def test_unknown_target_module_is_named(tiny_model_dir, tmp_path):
     with pytest.raises(TrainingError, match="c_attn"):
         train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(target_modules=["c_attn"]), tmp_path / "x",
                       tmp_path / "c")
+
+
+@pytest.mark.smollm2
+def test_smollm2_learns_demo_faq_in_a_few_steps(smollm2_dir, tmp_path):
+    import csv
+
+    from slm_pipeline.config import PROJECT_ROOT
+
+    with open(PROJECT_ROOT / "assets" / "corpus" / "faq" / "faq.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:40]
+    samples = [chat(r["question"], r["answer"]) for r in rows]
+    cfg = tiny_cfg(max_steps=4, learning_rate=2e-3, batch_size=2, max_seq_len=256, save_steps=10,
+                   precision="auto")
+    res = train_adapter(smollm2_dir, samples[:32], samples[32:], cfg, tmp_path / "a", tmp_path / "c")
+    assert res.final_eval_loss < res.base_eval_loss

@@ -154,6 +154,9 @@ valley mountain inc ltd llc gmbh corp co company group team support services ser
 mini lite premium edition membership subscription line lines express airlines airways rail railway metro bus tram
 street st avenue ave road rd lane ln drive boulevard blvd way court ct place pl terrace crescent close row
 highway hwy parkway pkwy circle trail loop plaza
+ticket tickets tour tours voucher vouchers hubs office offices branch location locations campus event events
+fleet riders users customers fans path market district region county town airport wharf centraal hauptbahnhof
+gare bahnhof folding bikes scooters motor battery gears tyres deal deals sale offer offers launch
 """
 
 # Places that are also in name lists ("Jordan", "Paris", "Victoria"): not a person without more evidence.
@@ -176,13 +179,13 @@ stockholm copenhagen helsinki zurich geneva milan munich hamburg frankfurt colog
 porto lyon marseille nice bordeaux toulouse manchester liverpool birmingham leeds glasgow edinburgh bristol cardiff
 belfast oxford cambridge york brighton newcastle sheffield nottingham leicester coventry bath chester kent essex
 devon cornwall surrey sussex camden chelsea kensington westminster hackney soho victoria paddington waterloo
-euston kings cross brooklyn manhattan queens bronx harlem boston chicago houston dallas austin phoenix denver
+euston brooklyn manhattan queens bronx harlem boston chicago houston dallas austin phoenix denver
 seattle portland atlanta miami orlando tampa detroit cleveland columbus cincinnati pittsburgh philadelphia
 baltimore washington richmond charlotte raleigh nashville memphis louisville indianapolis milwaukee minneapolis
-kansas omaha tulsa albuquerque tucson vegas sacramento oakland berkeley jose diego angeles francisco
+kansas omaha tulsa albuquerque tucson vegas sacramento oakland berkeley
 honolulu anchorage toronto montreal vancouver calgary ottawa quebec sydney melbourne brisbane perth adelaide
-auckland wellington tokyo osaka kyoto beijing shanghai hong kong seoul delhi mumbai bangalore chennai kolkata
-dubai doha cairo lagos nairobi johannesburg cape town lima bogota santiago buenos aires rio janeiro sao paulo
+auckland wellington tokyo osaka kyoto beijing shanghai seoul delhi mumbai bangalore chennai kolkata
+dubai doha cairo lagos nairobi johannesburg bogota
 alabama alaska arizona arkansas california colorado connecticut delaware florida hawaii idaho illinois indiana
 iowa kentucky louisiana maine maryland massachusetts michigan minnesota mississippi missouri montana nebraska
 nevada hampshire jersey mexico carolina dakota ohio oklahoma oregon pennsylvania rhode tennessee texas utah
@@ -318,6 +321,7 @@ class _Lexicon:
     places: frozenset[str]
     stop: frozenset[str]
     ambiguous: frozenset[str]       # names that are also everyday words ("Mark", "Grace", "Will", "Young")
+    dictionary: frozenset[str]      # every WordNet lemma (names included)
 
     def is_name(self, low: str) -> bool:
         return low in self.first or low in self.last
@@ -336,7 +340,7 @@ def _lexicon() -> _Lexicon:
     heads = frozenset(_HEAD_NOUNS.split()) | frozenset(_STREET_SUFFIX_WORDS)
     places = frozenset(_PLACES.split())
     ambiguous = (names & (narrow | heads)) | (names & _wordnet_non_nouns())
-    return _Lexicon(first, last, narrow, broad, heads, places, stop, ambiguous)
+    return _Lexicon(first, last, narrow, broad, heads, places, stop, ambiguous, _wordnet_words())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -423,7 +427,7 @@ class PhoneNumberRecognizer(_OurRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
         out = []
-        if sum(c.isdigit() for c in text) < 7:
+        if sum(map(str.isdigit, text)) < 7:
             return out
         for m in _PHONE_CAND.finditer(text):
             cand = m.group(0)
@@ -620,7 +624,7 @@ class AccountIdRecognizer(_RegexRecognizer):
     ]
 
 
-_DL_VALUE = r"(?P<v>(?=[A-Z0-9\-]*\d)[A-Z0-9](?:[A-Z0-9]|[\- ](?=[A-Z0-9])){4,19})(?![\w\-])"
+_DL_VALUE = r"(?P<v>(?=[A-Z0-9\- ]*\d)[A-Z0-9](?:[A-Z0-9]|[\- ](?=[A-Z0-9])){4,19})(?![\w\-])"
 
 
 class DriverLicenseRecognizer(_RegexRecognizer):
@@ -655,8 +659,12 @@ class SsnPlusRecognizer(_RegexRecognizer):
 
 
 class ObfuscatedEmailRecognizer(_RegexRecognizer):
+    """"name at domain dot com" spellings, and any user@host.tld shape (Presidio's EmailRecognizer rejects
+    addresses whose TLD is not a public suffix, e.g. "@company.internal", "@shop.example")."""
+
     ENTITY = "EMAIL_ADDRESS"
     PATTERNS = [
+        (r"(?<![\w.+\-])[\w.+\-]*\w@\w[\w\-]*(?:\.[\w\-]+)+(?<![.\-])", 0.6, 0, 0),
         (r"\b[\w.+\-]+[ \t]*(?:\[at\]|\(at\)|\{at\}|[ \t]at[ \t])[ \t]*[\w\-]+"
          r"(?:[ \t]*(?:\[dot\]|\(dot\)|\{dot\}|[ \t]dot[ \t])[ \t]*[\w\-]+)+\b", 0.6, 0, _I),
     ]
@@ -784,7 +792,7 @@ _EU_A = re.compile(
 # type, name, then number (ES/IT/PT/PL): "Calle Mayor 12", "Viale Sermonti, 13", "R. Cruz, 93"
 _EU_B = re.compile(
     rf"(?<![\w\-.])(?:(?i:{_EU_TYPE_ANY})|{_EU_TYPE_CAP}|{_EU_TYPE_FR_LOWER})[ \t]+{_EU_NAME},?[ \t]+"
-    rf"(?:n[º°o]\.?[ \t]*|nr\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?(?![\w])"
+    rf"(?:(?:n[º°o]\.?[ \t]*|nr\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?|[Ss]/[Nn])(?![\w])"
 )
 # no number, unmistakable type word: "rue Clémence Samson", "avenue Foch"
 _EU_C = re.compile(
@@ -976,6 +984,27 @@ _WORD = re.compile(r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*\.?")
 _CAMEL_OK = re.compile(r"^(?:Mc|Mac|O['’]|D['’]|De|Di|Da|La|Le|Van|Von|Fitz|St)[\p{Lu}]")
 
 
+def _singular(low: str, lex: _Lexicon) -> str | None:
+    """Dictionary base form of a plural / -ed / -ing word ("cycles" -> "cycle"), if any."""
+    if len(low) < 4:
+        return None
+    cands = []
+    if low.endswith("ies"):
+        cands.append(low[:-3] + "y")
+    if low.endswith("es"):
+        cands.append(low[:-2])
+    if low.endswith("s") and not low.endswith("ss"):
+        cands.append(low[:-1])
+    if low.endswith("ed"):
+        cands += [low[:-2], low[:-1]]
+    if low.endswith("ing"):
+        cands += [low[:-3], low[:-3] + "e"]
+    for c in cands:
+        if len(c) >= 3 and (c in lex.dictionary or c in lex.narrow_common):
+            return c
+    return None
+
+
 def _token_class(word: str, lex: _Lexicon) -> str:
     return _token_class_cached(word) if lex is _lexicon() else _token_class_uncached(word, lex)
 
@@ -989,6 +1018,8 @@ def _token_class_uncached(word: str, lex: _Lexicon) -> str:
     """F first name, L last name, A name that is also a common word, P place, C common, U unknown name-like,
     X product-like (camelCase), l lower-case word, K all-caps."""
     w = word.rstrip(".")
+    if len(w) > 3 and w[-2:] in ("'s", "’s"):
+        w = w[:-2]
     if not w:
         return "C"
     if not w[0].isupper():
@@ -999,6 +1030,11 @@ def _token_class_uncached(word: str, lex: _Lexicon) -> str:
     if any(c.isupper() for c in rest) and not _CAMEL_OK.match(w) and "-" not in w and "'" not in w and "’" not in w:
         return "X"
     low = _norm_word(w)
+    if low in lex.stop or _rx(r"'(?:ve|ll|re|d|m|t)$|n't$").search(low):
+        return "C"  # stop words and contractions ("I've", "They're") are never names
+    if "-" in low and all(len(p) == 1 or p in lex.narrow_common or p in lex.dictionary or _singular(p, lex)
+                          for p in low.split("-") if p):
+        return "C"  # "E-bike", "Pay-as-you-go", "Out-of-station"
     parts = [p for p in _rx(r"[\-]").split(low) if p]
     if low in lex.places:
         return "P"
@@ -1009,11 +1045,14 @@ def _token_class_uncached(word: str, lex: _Lexicon) -> str:
         return "A" if (in_first or in_last) else "C"
     if low in lex.ambiguous:
         return "A"
+    base = _singular(low, lex)
+    if base and (in_first or in_last):
+        return "A"  # "Fares", "Banks", "Rivers": also the plural of an everyday word
     if in_first:
         return "F"
     if in_last:
         return "L"
-    if low in lex.broad_common:
+    if low in lex.broad_common or _singular(low, lex):
         return "C"
     if len(w) < 2 or any(ch.isdigit() for ch in w):
         return "C"
@@ -1041,7 +1080,7 @@ def _name_runs(text: str) -> list[list[tuple[int, int, str]]]:
                 runs.append(cur)
             cur = [(s, e, word)] if cap else []
         prev_end = e
-        if word.endswith("."):
+        if word.endswith(".") or word[-2:] in ("'s", "’s"):
             if cur:
                 runs.append(cur)
             cur = []
@@ -1058,6 +1097,7 @@ def _name_runs(text: str) -> list[list[tuple[int, int, str]]]:
     return out
 
 
+_DETERMINERS = {"the", "a", "an", "our", "your", "this", "that", "these", "those", "its", "their", "each", "every"}
 _PLACE_PREFIXES = {
     "san", "santa", "santo", "são", "sao", "los", "las", "la", "el", "new", "north", "south", "east", "west", "fort",
     "port", "mount", "mt", "lake", "saint", "st", "st.", "upper", "lower", "great", "little", "old", "bad", "sankt",
@@ -1068,6 +1108,8 @@ _SUFFIX_AFTER = re.compile(rf"^,?[ \t]+(?:{_NAME_SUFFIXES})\.?(?![\w])")
 
 
 def _extend_person(text: str, s: int, e: int) -> tuple[int, int]:
+    if text[max(s, e - 2):e] in ("'s", "’s") and e - 2 > s:
+        e -= 2  # possessive: "Lopez's" -> "Lopez"
     m = _TITLE_BEFORE.search(text[max(0, s - 30):s])
     if m:
         s -= len(m.group(0))
@@ -1126,9 +1168,10 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                 continue
             if len(run) >= 2 and _norm_word(run[0][2]) in _PLACE_PREFIXES:
                 continue  # "San Francisco", "New Jeffreymouth", "Fort Worth"
-            prev = text[max(0, run[0][0] - 4):run[0][0]]
-            if _rx(r"(?i)\bthe[ \t]$").search(prev):
-                continue  # "the Hudson Yards"
+            prev = text[max(0, run[0][0] - 5):run[0][0]]
+            if _rx(r"(?i)\b(?:the|a|an|our|your|this|that|its)[ \t]$").search(prev) or \
+                    _norm_word(run[0][2]) in _DETERMINERS:
+                continue  # "the Hudson Yards", "The Specialized Turbo Vado", "Our Amsterdam Centraal hub"
             classes = [_token_class(t[2], lex) for t in run]
             # split the run at common/product/caps words; each piece is scored on its own
             pieces: list[list[int]] = [[]]
@@ -1145,8 +1188,12 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                 last_i = piece[-1]
                 if last_i + 1 < len(run) and _norm_word(run[last_i + 1][2].rstrip(".")) in lex.heads:
                     continue
+                last_word = run[last_i][2]
+                possessive = last_word[-2:] in ("'s", "’s")
                 nxt = _rx(r"[ \t]+([\p{L}]+)").match(text[run[last_i][1]:])
-                if nxt and _norm_word(nxt.group(1)) in lex.heads and last_i + 1 >= len(run):
+                if possessive and nxt and nxt.group(1)[:1].isupper():
+                    continue  # "King's Cross", "McDonald's Restaurant": a place or business
+                if not possessive and nxt and _norm_word(nxt.group(1)) in lex.heads and last_i + 1 >= len(run):
                     continue
                 # a piece ending in a head noun is a place/product ("Canal Street", "Liberty Plaza")
                 if _norm_word(run[last_i][2].rstrip(".")) in lex.heads:
@@ -1214,14 +1261,17 @@ _TRIGGERS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"(?i)\b(?:call[ \t]+me|i(?:['’]m|[ \t]+am)[ \t]+called|signed[ \t]*,?|sincerely[ \t]*,?|"
                 r"yours[ \t]+truly[ \t]*,?|name[ \t]+on[ \t]+the[ \t]+(?:card|account|booking|order)[ \t]+(?:is|was)"
                 r"|spelled|surname[ \t]+is|first[ \t]+name[ \t]+is|last[ \t]+name[ \t]+is)[ \t]+"), "strong"),
-    (re.compile(rf"(?<![\w])(?:{_TITLES})\.?[ \t]+"), "title"),
+    (re.compile(r"(?<![\w])(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta|Dott|"
+                r"Dott\.ssa|Sig|Sig\.ra|Rev|Capt|Mevr|Dhr|Pani|Pan)\.?[ \t]+"), "title"),
     (re.compile(r"(?i)\b(?:hi|hello|hey|dear|hiya|heya|greetings|good[ \t]+(?:morning|afternoon|evening)|"
                 r"morning|evening|bonjour|hola|hallo|ciao|salut|namaste)[ \t]*,?[ \t]+"), "medium"),
     (re.compile(r"(?i)\b(?:kind[ \t]+regards|best[ \t]+regards|warm[ \t]+regards|best[ \t]+wishes|many[ \t]+thanks|"
                 r"all[ \t]+the[ \t]+best|take[ \t]+care|talk[ \t]+soon|much[ \t]+appreciated|appreciate[ \t]+it|"
-                r"thank[ \t]+you|thanks|thx|ty|cheers|regards|best|sincerely|yours|br|love)"
+                r"(?:thank[ \t]+you|thanks|thx|ty)(?:[ \t]+(?:so[ \t]+much|very[ \t]+much|a[ \t]+lot|again|a[ \t]+million))?|"
+                r"cheers|regards|best|sincerely|yours|br|love)"
                 r"[ \t]*[,!.\-–—:]*[ \t]*(?:\n[ \t]*)?"), "closing"),
-    (re.compile(r"(?i)\b(?:is[ \t]+(?:this|that)|this[ \t]+is|it['’]s|it[ \t]+is|i['’]m|i[ \t]+am|im|here[ \t]+is|here['’]s|"
+    (re.compile(r"(?i)\b(?:i['’]m|i[ \t]+am|im)[ \t]+"), "intro"),
+    (re.compile(r"(?i)\b(?:is[ \t]+(?:this|that)|this[ \t]+is|it['’]s|it[ \t]+is|here[ \t]+is|here['’]s|"
                 r"my[ \t]+(?:friend|colleague|wife|husband|son|daughter|brother|sister|mother|father|mom|mum|dad|"
                 r"partner|boss|manager|neighbou?r|flatmate|roommate)(?:[ \t]+is)?)[ \t]+"), "medium"),
     (re.compile(r"(?i)\b(?:customer|client|caller|passenger|rider|member|subscriber|user|agent|representative|rep|"
@@ -1258,18 +1308,29 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
                 pass
             elif kind == "strong" and low not in lex.broad_common and low not in lex.stop and len(low) > 1:
                 c = "F" if low in lex.first else ("L" if low in lex.last else "U")
-            elif kind in ("medium", "closing") and low in lex.first and low not in lex.narrow_common and not toks:
+            elif kind in ("medium", "closing", "intro") and low in lex.first and low not in lex.narrow_common and \
+                    low not in lex.ambiguous and not _singular(low, lex) and not toks:
                 c = "F"
             else:
                 break
         if c in ("X", "K"):
             break
         if low.rstrip(".") in lex.heads and c != "F":
+            if kind in ("strong", "title", "intro") and toks and c in ("A", "L") and \
+                    toks[-1][3] in ("U", "F", "L"):
+                toks.append((m.start(), m.end(), w, c))  # "I'm Joon-ho Park": a surname, not a park
+                break
             return None  # "from Liberty Plaza", "this is Central Station"
         if c == "C" and not (kind == "title" and not toks):
             # "I'm Petre Pop": a capitalized dictionary word right after a name-like token continues the name
             if not (toks and toks[-1][3] in ("U", "F", "L") and w[:1].isupper() and low not in lex.narrow_common):
                 break
+        if w[-2:] in ("'s", "’s"):
+            nxt = _rx(r"[ \t]+([\p{L}])").match(text, m.end())
+            if nxt and nxt.group(1).isupper():
+                return None  # "King's Cross"
+            toks.append((m.start(), m.end() - 2, w[:-2], c))
+            break
         toks.append((m.start(), m.end(), w, c))
         j = m.end()
         sp = _rx(r"[ \t]{1,2}").match(text[j:])
@@ -1308,14 +1369,17 @@ class PersonContextRecognizer(_OurRecognizer):
                 namey = [c for c in cls if c in ("F", "L", "A", "U", "P")]
                 if not namey:
                     continue
+                if kind not in ("strong", "title") and len(cls) > 1 and \
+                        _norm_word(text[s:e].split()[0]) in _PLACE_PREFIXES:
+                    continue  # "from San Francisco", "to New York"
                 if kind in ("strong", "title"):
                     score = 0.85
-                elif kind in ("medium", "signature", "closing"):
+                elif kind in ("medium", "signature", "closing", "intro", "post"):
                     if kind in ("closing", "signature") and not _rx(
                             r"^(?:$|[\n.!,?:;)\-—]|[ \t]*$|[ \t]*\n)").match(after):
                         continue
                     if all(c == "P" for c in namey) and not (
-                            kind in ("closing", "signature", "medium") and len(namey) == 1
+                            kind in ("closing", "signature", "medium", "intro", "post") and len(namey) == 1
                             and _norm_word(text[s:e].rstrip(".")) in lex.first
                             and _rx(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)").match(after)):
                         continue
@@ -1373,18 +1437,33 @@ def _clean_person_span(text: str, s: int, e: int, lex: _Lexicon) -> tuple[int, i
         return None
     if all(c in ("C", "A", "l", "K") for c in classes):
         return None
-    if all(c in ("P", "C", "A") for c in classes):
+    if all(c in ("C", "A") for c in classes):
         return None
+    if len(classes) == 1 and classes[0] == "U" and _rx(r"(?:^|[.!?]\s+|\n\s*)$").search(text[max(0, s - 3):s] if s else ""):
+        return None  # an unknown single word at the start of a sentence: "Whitelist 10.0.0.1 ...", "Brompton ..."
+    if "P" in classes and not any(c in ("F", "L") for c in classes) and not (
+            len(words) == 1 and _norm_word(words[0].group(0)) in lex.first):
+        return None  # "Amsterdam Centraal", "Paris" (but NER's "Victoria" / "Jordan" may be people)
     ns, ne = s + words[0].start(), s + words[-1].end()
     if text[ne - 1] == ".":
         ne -= 1
-    tail = text[ne:ne + 2]
-    if tail in ("'s", "’s"):
-        pass
-    nxt = _rx(r"[ \t]+([\p{L}]+)").match(text[ne:])
-    if nxt and _norm_word(nxt.group(1)) in lex.heads and nxt.group(1)[:1].isupper():
+    possessive = text[ne - 2:ne] in ("'s", "’s")
+    if possessive:
+        ne -= 2
+        if _rx(r"[ \t]+[\p{Lu}]").match(text, ne + 2):
+            return None  # "King's Cross"
+    if _norm_word(text[s:ns].strip()) in ("the",) or _rx(
+            r"(?i)(?:\bthe|\bst\.?|\bsaint|\bmount|\bmt\.?|\blake|\bfort|\bcape)[ \t]+$").search(text[max(0, ns - 8):ns]):
+        return None  # "The Bosch", "the Hudson", "St Pancras"
+    if not possessive and _followed_by_head(text, ne, lex):
         return None
     return _extend_person(text, ns, ne)
+
+
+def _followed_by_head(text: str, end: int, lex: _Lexicon) -> bool:
+    """'Hamilton tickets', 'Amsterdam hub', 'Maria Street': the proper noun modifies a place/product noun."""
+    nxt = _rx(r"[ \t]+([\p{L}]+)").match(text, end)
+    return bool(nxt) and _norm_word(nxt.group(1)) in lex.heads
 
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?])[ \t]+(?=\S)|\n+")
@@ -1409,7 +1488,7 @@ def _ner_segments(text: str, results: list[RecognizerResult], lex: _Lexicon) -> 
             if any(cs <= ws and we <= ce for cs, ce in covered):
                 continue
             c = _token_class(m.group(0), lex)
-            if c in ("U", "F", "L", "A"):
+            if c in ("U", "F", "L", "A") or (c == "P" and _norm_word(m.group(0)) in lex.first):
                 segs.append((seg_s, seg_e))
                 break
     return segs
@@ -1707,48 +1786,92 @@ def _propagate(texts: list[str], per_text: list[list[Finding]], lex: _Lexicon) -
 # ---------------------------------------------------------------------------------------------------------
 
 
+_TITLE_WORDS = frozenset(w.lower().rstrip(".") for w in _TITLES.replace("\\", "").split("|"))
+
+
 class _PseudonymMap:
-    """One map per record: the same value gets the same replacement in every turn of the record."""
+    """One map per record: the same value gets the same replacement in every turn of the record.
+
+    Person mentions are clustered by shared name tokens, so "Maria Lopez", "Maria" and "Ms. Lopez" are one
+    person: <PERSON_1> in tag mode; in fake mode each original name token maps to one fake token, giving
+    "Lori Wallace", "Lori" and "Ms. Wallace".
+    """
 
     def __init__(self, mode: str, faker, seed: int, raw_values: Iterable[str]):
-        self.mode = mode
+        self.mode = mode if faker is not None or mode != "fake" else "tag"
         self.faker = faker
-        self.seed = seed
         self.counters: Counter = Counter()
         self.by_key: dict[tuple[str, str], str] = {}
-        self.person_clusters: list[tuple[set[str], str]] = []
+        self.person_clusters: list[dict] = []
         self.used: set[str] = set()
-        self.raw_patterns = [p for p in (_occurrence_regex(v) for v in set(raw_values)) if p is not None]
-        if mode == "fake" and faker is not None:
+        self.raw_values = {v for v in raw_values if v and len(v.strip()) >= 3}
+        self._raw_patterns: list | None = None
+        if self.mode == "fake":
             faker.seed_instance(seed)
+
+    def _is_raw(self, fake: str) -> bool:
+        if self._raw_patterns is None:
+            self._raw_patterns = [p for p in (_occurrence_regex(v) for v in self.raw_values) if p is not None]
+        return any(p.search(fake) for p in self._raw_patterns)
 
     def replacement(self, etype: str, value: str) -> str:
         key = (etype, _value_key(etype, value))
         if key in self.by_key:
             return self.by_key[key]
-        if etype == "PERSON":
-            toks = {_norm_word(w.rstrip(".")) for w in _WORD.findall(value)} - {
-                _norm_word(t) for t in _rx(r"[\w.]+").findall(_TITLES.replace("|", " "))}
-            for cl_toks, rep in self.person_clusters:
-                if toks and (toks <= cl_toks or cl_toks <= toks):
-                    cl_toks |= toks
-                    self.by_key[key] = rep
-                    return rep
-        rep = self._new(etype, value)
+        rep = self._person(value) if etype == "PERSON" else self._new(etype, value)
         self.by_key[key] = rep
-        if etype == "PERSON":
-            toks = {_norm_word(w.rstrip(".")) for w in _WORD.findall(value)}
-            self.person_clusters.append((toks, rep))
         return rep
+
+    def _person(self, value: str) -> str:
+        words = [w for w in _rx(r"\S+").findall(value)]
+        names = [_norm_word(w.strip(".,;:!?")) for w in words if _norm_word(w.strip(".,;:!?")) not in _TITLE_WORDS]
+        toks = set(names)
+        cluster = None
+        for cl in self.person_clusters:
+            if toks and (toks <= cl["toks"] or cl["toks"] <= toks):
+                cluster = cl
+                break
+        if cluster is None:
+            self.counters["PERSON"] += 1
+            cluster = {"toks": set(), "tag": f"<PERSON_{self.counters['PERSON']}>", "fake": {}}
+            self.person_clusters.append(cluster)
+        cluster["toks"] |= toks
+        if self.mode != "fake":
+            return cluster["tag"]
+        out = []
+        for w in words:
+            core = w.strip(".,;:!?")
+            n = _norm_word(core)
+            if n in _TITLE_WORDS or not core:
+                out.append(w)
+                continue
+            if n not in cluster["fake"]:
+                cluster["fake"][n] = self._fake_token(first=not cluster["fake"])
+            fake = cluster["fake"][n]
+            if core.islower():
+                fake = fake.lower()
+            elif core.isupper() and len(core) > 1:
+                fake = fake.upper()
+            out.append(w.replace(core, fake))
+        return " ".join(out)
+
+    def _fake_token(self, first: bool) -> str:
+        for _ in range(20):
+            t = self.faker.first_name() if first else self.faker.last_name()
+            if t not in self.used and not self._is_raw(t):
+                self.used.add(t)
+                return t
+        self.counters["PERSON_TOKEN"] += 1
+        return f"Person{self.counters['PERSON_TOKEN']}"
 
     def _new(self, etype: str, value: str) -> str:
         self.counters[etype] += 1
         tag = f"<{etype}_{self.counters[etype]}>"
-        if self.mode != "fake" or self.faker is None:
+        if self.mode != "fake":
             return tag
         for _ in range(12):
             fake = _fake_value(self.faker, etype, value)
-            if fake and fake not in self.used and not any(p.search(fake) for p in self.raw_patterns):
+            if fake and fake not in self.used and not self._is_raw(fake):
                 self.used.add(fake)
                 return fake
         return tag
@@ -1929,6 +2052,19 @@ def _chunks(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _snippet(text: str, s: int, e: int, width: int = 60) -> str:
+    """Window around a replacement, cut at whitespace so no token (or tag) is cut in half."""
+    a = max(0, s - width)
+    b = min(len(text), e + width)
+    if a > 0:
+        sp = text.find(" ", a, s)
+        a = sp + 1 if sp != -1 else a
+    if b < len(text):
+        sp = text.rfind(" ", e, b)
+        b = sp if sp != -1 else b
+    return ("…" if a > 0 else "") + text[a:b].replace("\n", " ") + ("…" if b < len(text) else "")
+
+
 class Anonymizer:
     """Batch PII detection (spaCy nlp.pipe + Presidio recognizers) and consistent pseudonymization."""
 
@@ -2079,8 +2215,7 @@ class Anonymizer:
                     for f in fs:
                         counts[f.entity_type] += 1
                     if spans and len(report.examples) < n_examples:
-                        s, e = spans[0]
-                        snippet = anon[max(0, s - 60):e + 60].replace("\n", " ")
+                        snippet = _snippet(anon, *spans[0])
                         if not find_leaks([("x", snippet)], raw_values + canaries):
                             report.examples.append(snippet)
                 report.n_values_checked += len(raw_values)

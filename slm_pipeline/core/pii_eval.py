@@ -451,6 +451,7 @@ def _fill(template: str, values: dict[str, tuple[str, str | None]]) -> tuple[str
         out.append(chunk)
         length += len(chunk)
         val, typ = values[m.group(1)]
+        val = " ".join(val.split(" ")).strip()  # Faker formats sometimes end in a space
         out.append(val)
         if typ:
             spans.append([length, length + len(val), typ])
