@@ -17,6 +17,7 @@ from slm_pipeline.core.anonymize import (
     anonymize_jsonl,
     find_leaks,
     load_canaries,
+    record_texts,
 )
 
 
@@ -260,6 +261,11 @@ def test_anonymize_texts_independent(anon, fake_anon):
     assert "Maria" not in fo and "900123" not in fo
 
 
+def test_record_texts():
+    assert record_texts(CHAT)[0].startswith("Hi, I'm Maria") and len(record_texts(CHAT)) == 4
+    assert record_texts({"text": "a", "messages": [{"role": "user", "content": "b"}, {"role": "x"}]}) == ["a", "b"]
+
+
 def test_progress_and_report(anon):
     calls = []
     recs = [{"id": str(i), "kind": "faq", "text": f"Question {i} from Maria Lopez"} for i in range(300)]
@@ -369,7 +375,8 @@ def test_anonymize_jsonl_order_and_keys(anon, tmp_path):
     assert [g["n"] for g in got] == [r["n"] for r in rows]
     assert got[2]["text"] == "no pii at all"
     assert all("Maria" not in g["text"] and "<PERSON_1>" in g["text"] for g in got if g["n"] != 99)
-    assert report.n_records == 6 and report.leaks == []
+    assert report["n_records"] == 6 and report["leaks"] == [] and report["entity_counts"]["PERSON"] == 5
+    json.dumps(report)
 
 
 @pytest.mark.parametrize("bad,msg", [

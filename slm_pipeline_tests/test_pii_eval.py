@@ -31,7 +31,7 @@ def test_labeled_set_is_deterministic_and_well_formed():
     assert set(DIRECT_IDENTIFIERS) <= set(types) and set(SUPPORT_IDENTIFIERS) <= set(types)
     assert sum(1 for d in a if not d["spans"]) == 20
     for d in a:
-        for s, e, t in d["spans"]:
+        for s, e, _t in d["spans"]:
             assert 0 <= s < e <= len(d["text"]) and d["text"][s:e].strip() == d["text"][s:e]
 
 

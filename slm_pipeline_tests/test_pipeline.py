@@ -137,7 +137,7 @@ def _all_text(path: Path) -> str:
 def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_model_dir):
     corpus = planted_corpus(tmp_path / "corpus")
     cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=corpus)
-    result = materialize(cfg, selection="raw_corpus+ - lora_adapter+")
+    result = materialize(cfg, selection=["raw_corpus", "anonymized_corpus", "instruction_pairs", "base_model"])
     assert result.success
     art = tmp_path / "artifacts"
     raw = _all_text(art / "raw_corpus")

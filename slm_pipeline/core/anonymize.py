@@ -13,7 +13,8 @@ Anonymizer(cfg)                                 batch analysis + replacement + l
     .anonymize_records(records, progress=None) -> (records, AnonymizationReport)
 find_leaks(texts, values) -> list[dict]         pure leak check (record_id/type pairs, never values).
 load_canaries(path) -> list[(type, value)]
-anonymize_jsonl(in_path, out_path, cfg) -> AnonymizationReport
+anonymize_jsonl(in_path, out_path, cfg) -> dict          (the report, JSON-ready; used by the CLI)
+record_texts(record) -> list[str]               the texts of a record that are anonymized
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import phonenumbers
@@ -65,6 +66,7 @@ __all__ = [
     "find_leaks",
     "load_canaries",
     "make_offline",
+    "record_texts",
 ]
 
 log = logging.getLogger(__name__)
@@ -219,7 +221,7 @@ _TITLES = (
 _NAME_SUFFIXES = r"Jr|Sr|II|III|IV|MD|PhD|DDS|DVM|Esq|MBA|CPA|RN|B\.Sc|M\.Sc|B\.A|M\.A|B\.Eng|M\.Eng"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rx(pattern: str, flags: int = 0) -> re.Pattern:
     """Compiled-pattern cache (the regex module's own cache lookup is slow on hot paths)."""
     return re.compile(pattern, flags)
@@ -296,7 +298,7 @@ def _wordnet_pos(model_name: str = DEFAULT_SPACY_MODEL) -> tuple[frozenset[str],
         base = spacy.util.get_package_path(model_name)
         paths = list(base.glob("*/lemmatizer/lookups")) + list(base.glob("lemmatizer/lookups"))
         if not paths:
-            return frozenset()
+            return frozenset(), frozenset()
         idx = Lookups().from_disk(paths[0]).get_table("lemma_index")
         words: set[str] = set()
         non_nouns: set[str] = set()
@@ -422,7 +424,7 @@ class PhoneNumberRecognizer(_OurRecognizer):
     ENTITY = "PHONE_NUMBER"
     CONTEXT = [
         "phone", "telephone", "tel", "mobile", "cell", "cellphone", "call", "calling", "text", "sms", "whatsapp",
-        "reach", "contact", "landline", "dial", "ring", "fax", "mob", "ph", "phone#", "tel:", "mobil", "handy",
+        "reach", "contact", "landline", "dial", "ring", "fax", "mob", "ph", "phone#", "tel:", "mobil", "handy", "line",
     ]
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
@@ -543,27 +545,22 @@ class IbanPlusRecognizer(_OurRecognizer):
         out = []
         for m in _IBAN_CAND.finditer(text):
             cand = m.group(0)
-            cc = cand[:2].upper()
-            want = _IBAN_LEN.get(cc)
-            if not want:
+            if cand[:2].upper() not in _IBAN_LEN:
                 continue
-            n = 0
-            end = None
-            for i, ch in enumerate(cand):
-                if ch.isalnum():
-                    n += 1
-                    if n == want:
-                        end = i + 1
-                        break
-            if end is None:
-                continue
-            # must not continue with more alphanumerics glued to the code
-            after = m.start() + end
-            if after < len(text) and text[after].isalnum():
-                continue
-            compact = _rx(r"[\s\-]").sub("", cand[:end]).upper()
-            if _iban_checksum_ok(compact):
-                out.append(self._result(m.start(), after, 0.9, "IBAN checksum"))
+            want = _IBAN_LEN[cand[:2].upper()]
+            # candidate ends after each alphanumeric; try the country's length first, then any 15-34 length
+            ends = [i + 1 for i, ch in enumerate(cand) if ch.isalnum()]
+            order = [e for n, e in enumerate(ends, 1) if n == want] + \
+                [e for n, e in reversed(list(enumerate(ends, 1))) if 15 <= n <= 34 and n != want]
+            for k, end in enumerate(order):
+                after = m.start() + end
+                if after < len(text) and text[after].isalnum():
+                    continue  # must not continue with more alphanumerics glued to the code
+                compact = _rx(r"[\s\-]").sub("", cand[:end]).upper()
+                if _iban_checksum_ok(compact):
+                    score = 0.9 if len(compact) == want else 0.75
+                    out.append(self._result(m.start(), after, score, "IBAN checksum"))
+                    break
         return out
 
 
@@ -727,6 +724,10 @@ spurs square squares station stravenue stream street streets summit terrace thro
 trail trailer tunnel turnpike underpass union unions valley valleys viaduct view views village villages ville
 vista walk walks wall way ways well wells wharf yard yards close drove rise wynd parade esplanade embankment quay
 circus broadway marg nagar gate grange chase croft fold mead paddock vale wood woods
+amble approach boulevard brace brae circuit circlet colonnade concourse copse courtyard crossway cul-de-sac
+deviation dip driveway fairway footway foreshore gully laneway meander mew outlook parklands pathway promenade
+quadrant retreat ridgeway riverway riviera rotary siding strand thoroughfare tollway walkway glade nook tarn
+ganj chowk gali bazar bagh vihar enclave puram
 """.split()
 _STREET_SUFFIX_ABBR = """
 st ave av blvd bd rd dr ln ct pl sq ter terr pkwy pky hwy cir cres crt expy fwy trl tpke plz pt mt hts xing aly
@@ -742,7 +743,7 @@ chase walk path pike pine pines isle island key radial rapid rapids river lake l
 meadow meadows mill mills orchard port prairie neck cove crossing curve divide estate estates forest harbor
 heights hollow inlet junction knoll landing manor overpass ridge route shoal skyway stravenue throughway tunnel
 underpass viaduct vista wharf ville burg burgs brook brooks bluff bluffs bottom branch bridge bypass canyon club
-corner corners creek dam extension ferry ford fords fort garden gardens gateway green greens motorway
+corner corners creek dam extension ferry ford fords fort garden gardens gateway green greens
 """.split())
 _SUFFIX_ALT = "|".join(sorted(set(_STREET_SUFFIX_WORDS) | set(_STREET_SUFFIX_ABBR), key=len, reverse=True))
 
@@ -768,7 +769,9 @@ _EU_TYPE_ANY = (  # street-type words of FR/ES/IT/PT/PL/CA that are not English 
     r"piazzale|vicolo|contrada|lungomare|lungotevere|rua|pra[çc]a|travessa|alameda|ladeira|rodovia|ulica|ul\.|"
     r"aleja|plac|osiedle|all[ée]e|impasse|chemin|quai|faubourg|carretera|calzada|cerrada|privada|circuito|"
     r"andador|prolongaci[oó]n|perif[ée]rico|urbanizaci[oó]n|cañada|incrocio|stretto|rotonda|salita|viela|"
-    r"trecho|quadra|viaduto|vereda|chácara|chacara|condomínio|loteamento|residencial|esplanada"
+    r"trecho|quadra|viaduto|vereda|chácara|chacara|condomínio|loteamento|residencial|esplanada|"
+    r"strada|str\.|drumul|bulevardul|calea|aleea|[șs]oseaua|splaiul|intrarea|pia[țt]a|fund[ăa]tura|"
+    r"pl\.|al\.|os\.|ulice|n[áa]m[ěe]st[íi]|t[řr][íi]da|utca|[úu]t|t[ée]r"
 )
 _EU_TYPE_CAP = (  # also English words: only when capitalized
     r"Via|Vial|Corso|Largo|Strada|Borgo|Canale|Estrada|Boulevard|Avenue|Place|Plaza|Square|Route|Passage|Cours|"
@@ -792,7 +795,7 @@ _EU_A = re.compile(
 # type, name, then number (ES/IT/PT/PL): "Calle Mayor 12", "Viale Sermonti, 13", "R. Cruz, 93"
 _EU_B = re.compile(
     rf"(?<![\w\-.])(?:(?i:{_EU_TYPE_ANY})|{_EU_TYPE_CAP}|{_EU_TYPE_FR_LOWER})[ \t]+{_EU_NAME},?[ \t]+"
-    rf"(?:(?:n[º°o]\.?[ \t]*|nr\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?|[Ss]/[Nn])(?![\w])"
+    rf"(?:(?:(?i:n[º°o]|nr)\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?|[Ss]/[Nn])(?![\w])"
 )
 # no number, unmistakable type word: "rue Clémence Samson", "avenue Foch"
 _EU_C = re.compile(
@@ -804,7 +807,8 @@ _COMPOUND = (
     r"straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|steig|pfad|chaussee|markt|graben|kamp|stieg|"
     r"zeile|gracht|straat|laan|plein|singel|kade|dijk|dreef|steeg|vägen|väg|gatan|gata|torget|gränd|stigen|backen|"
     r"leden|vej|gade|veien|vegen|gate|katu|tie|kuja|utca|ulice|brink|hof|berg|feld|tor|wall|bogen|stra[ßs]e|"
-    r"boulevard|baan|plantsoen|erf|oord|kwartier|haven|veld"
+    r"boulevard|baan|plantsoen|erf|oord|kwartier|haven|veld|bulevardi|väylä|kaari|tori|ranta|rinne|polku|"
+    r"allé|stræde|vænge|plads|torv|gränd|vägen|sgade|svej|gasse"
 )
 _HNUM = r"\d{1,4}[ \t]?[a-zA-Z]?(?:[ \t]*[\-/][ \t]*\d{1,4}[a-zA-Z]?)?(?![\w])"
 _DE_A = re.compile(
@@ -812,19 +816,28 @@ _DE_A = re.compile(
 )
 _DE_B = re.compile(
     rf"(?<![\w\-.])(?:[\p{{Lu}}][\p{{L}}\p{{M}}\-]*[ \t]){{1,2}}(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Ring|"
-    rf"Damm|Ufer|Chaussee|Markt|Steig|Pfad|Laan|Straat|Plein|Kade|Gracht|Vej|Gade|Gatan|Vägen)[ \t]+{_HNUM}"
+    rf"Damm|Ufer|Chaussee|Markt|Steig|Pfad|Laan|Straat|Plein|Kade|Gracht|Vej|Gade|Gatan|Vägen|Allé|Plads|Torv|"
+    rf"Stræde|Boulevard|Bulevardi|Tie|Katu)[ \t]+{_HNUM}"
 )
 _DE_C = re.compile(
     r"(?<![\w\-.])(?:Am|An der|An den|Auf der|Auf dem|Im|In der|In den|Zum|Zur|Unter den|Hinter der|Vor dem|"
-    r"Op de|Aan de|In de|Op het)[ \t]+[\p{Lu}][\p{L}\p{M}\-]+[ \t]+\d{1,3}[a-z]?(?![\w])"
+    r"Op de|Aan de|In de|Op het|Na|Pod|Nad|Při|Ke|Ve|Za)[ \t]+[\p{Lu}][\p{L}\p{M}\-]+[ \t]+\d{1,3}[a-z]?(?![\w])"
 )
 
+# "Křížkovského 7, 319 08 Zbiroh": any capitalized street name + house number, when a postcode + city follows
+_GENERIC_PC_STREET = re.compile(
+    r"(?<![\w\-.,])[\p{Lu}][\p{L}\p{M}\-]+(?:[ \t][\p{Lu}][\p{L}\p{M}\-]+){0,2}[ \t]+\d{1,4}[a-zA-Z]?"
+    r"(?:[/\-]\d{1,4}[a-zA-Z]?)?"
+    r"(?=,?[ \t]+(?:\d{5}-\d{3}|\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4})[ \t]+\p{Lu})"
+)
 _CITY = (
     r"[\p{Lu}][\p{L}\p{M}'’.\-]+(?:[ \t]+(?:(?:de|du|des|la|le|am|an|der|upon|on|sur|en|di|del|da|do|dos|im|bei|"
     r"ob|y|in|the)[ \t]+)?[\p{Lu}][\p{L}\p{M}'’.\-]+){0,3}"
 )
 _SEP = r"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*|[ \t]+[\-–/|][ \t]+|[ \t]+)"
-_EU_PC = r"(?:[A-Z]{1,2}[\- ])?(?:\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4}|\d{6})"
+_EU_PC = (r"(?:[A-Z]{1,2}[\- ])?(?:\d{5}-\d{3}|\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|"
+          r"\d{4}|\d{6}|\d{8})")
+_AU_STATE = r"(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)"
 _SECONDARY = re.compile(
     r"(?:[ \t]*,[ \t]*|[ \t]+|[ \t]+,[ \t]*)(?i:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|room|rm\.?|bldg\.?|building|"
     r"piso|puerta|planta|appartamento|app\.?|interno|int\.?|scala|andar|apto\.?|bloco|étage|etage|bâtiment|bât\.?|"
@@ -834,12 +847,15 @@ _SECONDARY = re.compile(
 _EXT_SEGMENTS = [
     ("city_state_zip", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?P<st>[A-Z]{{2}})[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
     ("state_zip", re.compile(rf"{_SEP}(?P<st>[A-Z]{{2}}),?[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
+    ("au_state_pc", re.compile(rf"{_SEP}(?:{_CITY},?[ \t]+)?{_AU_STATE},?[ \t]+\d{{4}}(?![\w])")),
+    ("city_pin", re.compile(rf"{_SEP}{_CITY}[ \t]*-[ \t]*\d{{6}}(?![\w])")),
+    ("br_state", re.compile(r"[ \t]+/[ \t]+[A-Z]{2}(?![\w])")),
     ("uk_pc", re.compile(rf"{_SEP}{_UK_PC}(?![\w])")),
     ("city_pc_lower", re.compile(rf"{_SEP}[a-z]{{3,}}(?:[ \t][a-z]{{3,}})?,?[ \t]+(?i:{_UK_PC})(?![\w])")),
     ("uk_pc_lower", re.compile(rf"{_SEP}(?i:{_UK_PC})(?![\w])")),
-    ("pc_city", re.compile(rf"{_SEP}{_EU_PC},?[ \t]+{_CITY}(?:[ \t]+\([A-Z]{{2}}\))?")),
-    ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,6}}|\d{{3}}[ \t]\d{{2}})(?![\w])")),
-    ("pc", re.compile(rf"{_SEP}(?:\d{{5}}(?:-\d{{4}})?|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}})(?![\w])")),
+    ("pc_city", re.compile(rf"{_SEP}{_EU_PC},?[ \t]+(?:(?:da|de|do|das|dos)[ \t]+)?{_CITY}(?:[ \t]+\([A-Z]{{2}}\))?")),
+    ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,6}}|\d{{3}}[ \t]\d{{2}})(?![\w]|-\d)")),
+    ("pc", re.compile(rf"{_SEP}(?:\d{{5}}(?:-\d{{4}})?|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}})(?![\w]|-\d)")),
     ("country", re.compile(rf"[ \t]*,[ \t]*(?:{_COUNTRY_NAMES})(?![\w])")),
     ("province", re.compile(r"[ \t]*\([A-Z]{2}\)")),
     ("city", re.compile(rf"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*)(?P<city>{_CITY})(?![\w])")),
@@ -873,12 +889,16 @@ class StreetAddressRecognizer(_OurRecognizer):
         spans: list[tuple[int, int, float]] = []
         has_digit = any(c.isdigit() for c in text)
         if has_digit:
+            unit_led = {m.start() for m in _UNIT_STREET.finditer(text)}
             for m in list(_US_CORE.finditer(text)) + list(_UNIT_STREET.finditer(text)):
                 name_words = m.group("name").split()
                 suf = m.group("suf").lower()
                 words_low = [w.lower().strip(".") for w in name_words]
-                if suf in _RISKY_SUFFIXES and all(w in lex.narrow_common or w.isdigit() for w in words_low):
-                    continue
+                if suf in _RISKY_SUFFIXES and m.start() not in unit_led and \
+                        all(w in lex.narrow_common or w.isdigit() for w in words_low):
+                    # "2 Day Pass" is a product; "3786 Ball Burg Suite 997, ..., NH 78496" is an address
+                    if not (_SECONDARY.match(text, m.end()) or self._extend_right(text, m.end(), lex)[1] > 0):
+                        continue
                 if all(w in lex.stop for w in words_low):
                     continue
                 spans.append((m.start(), m.end(), 0.75))
@@ -887,11 +907,15 @@ class StreetAddressRecognizer(_OurRecognizer):
                 if any(w in lex.stop for w in words):
                     continue
                 spans.append((m.start(), m.end(), 0.5))
-            for rx, sc in ((_EU_A, 0.7), (_EU_B, 0.7), (_DE_A, 0.7), (_DE_B, 0.7), (_DE_C, 0.6)):
+            for rx, sc in ((_EU_A, 0.7), (_EU_B, 0.7), (_DE_A, 0.7), (_DE_B, 0.7), (_DE_C, 0.6),
+                           (_GENERIC_PC_STREET, 0.6)):
                 for m in rx.finditer(text):
                     spans.append((m.start(), m.end(), sc))
         for m in _EU_C.finditer(text):
             spans.append((m.start(), m.end(), 0.5))
+        if not has_digit:  # "Av Simões, S/N" (sem número)
+            for m in _EU_B.finditer(text):
+                spans.append((m.start(), m.end(), 0.6))
         # resolve overlaps among our own core matches (keep longest), then extend each
         spans.sort(key=lambda x: (x[0], -(x[1] - x[0])))
         merged: list[list] = []
@@ -1032,7 +1056,8 @@ def _token_class_uncached(word: str, lex: _Lexicon) -> str:
     low = _norm_word(w)
     if low in lex.stop or _rx(r"'(?:ve|ll|re|d|m|t)$|n't$").search(low):
         return "C"  # stop words and contractions ("I've", "They're") are never names
-    if "-" in low and all(len(p) == 1 or p in lex.narrow_common or p in lex.dictionary or _singular(p, lex)
+    if "-" in low and all(len(p) == 1 or p in lex.narrow_common or
+                          ((p in lex.dictionary or _singular(p, lex)) and p not in lex.first and p not in lex.last)
                           for p in low.split("-") if p):
         return "C"  # "E-bike", "Pay-as-you-go", "Out-of-station"
     parts = [p for p in _rx(r"[\-]").split(low) if p]
@@ -1169,7 +1194,7 @@ class PersonGazetteerRecognizer(_OurRecognizer):
             if len(run) >= 2 and _norm_word(run[0][2]) in _PLACE_PREFIXES:
                 continue  # "San Francisco", "New Jeffreymouth", "Fort Worth"
             prev = text[max(0, run[0][0] - 5):run[0][0]]
-            if _rx(r"(?i)\b(?:the|a|an|our|your|this|that|its)[ \t]$").search(prev) or \
+            if _rx(r"(?i)\b(?:the|a|an|our|your|its)[ \t]$").search(prev) or \
                     _norm_word(run[0][2]) in _DETERMINERS:
                 continue  # "the Hudson Yards", "The Specialized Turbo Vado", "Our Amsterdam Centraal hub"
             classes = [_token_class(t[2], lex) for t in run]
@@ -1291,6 +1316,15 @@ _TRIGGERS: list[tuple[re.Pattern, str]] = [
 ]
 
 
+# "Kasia here", "Tom from LoopBike here", "Maria Lopez speaking"
+_POST_NAME = re.compile(
+    r"(?:(?<=^[ \t]*)|(?<=[.!?,;:][ \t]{1,3})|(?<=\n[ \t]*))"
+    r"(?P<name>[\p{Lu}][\p{L}\p{M}'’\-]+(?:[ \t]+[\p{Lu}][\p{L}\p{M}'’\-]+){0,2})"
+    r"(?=[ \t]+(?:here|speaking)\b|[ \t]+from[ \t]+[^.!?\n]{1,40}?[ \t]+(?:here|speaking)\b)",
+    re.M,
+)
+
+
 def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int, list[str]] | None:
     """Read up to 4 name tokens starting at pos; returns (start, end, classes) or None."""
     toks: list[tuple[int, int, str, str]] = []
@@ -1316,7 +1350,7 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
         if c in ("X", "K"):
             break
         if low.rstrip(".") in lex.heads and c != "F":
-            if kind in ("strong", "title", "intro") and toks and c in ("A", "L") and \
+            if kind in ("strong", "title", "intro", "signature", "closing") and toks and c in ("A", "L") and \
                     toks[-1][3] in ("U", "F", "L"):
                 toks.append((m.start(), m.end(), w, c))  # "I'm Joon-ho Park": a surname, not a park
                 break
@@ -1396,6 +1430,11 @@ class PersonContextRecognizer(_OurRecognizer):
                 if kind == "title":
                     s2 = t.start()
                 out.append(self._result(s2, e2, score, f"name after {kind} context"))
+        for m in _POST_NAME.finditer(text):
+            cls = [_token_class(w, lex) for w in m.group("name").split()]
+            if any(c in ("C", "X", "K", "l") for c in cls) or all(c == "P" for c in cls):
+                continue
+            out.append(self._result(m.start("name"), m.end("name"), 0.75, "name before 'here'/'speaking'"))
         return out
 
 
@@ -1767,7 +1806,7 @@ def _propagate(texts: list[str], per_text: list[list[Finding]], lex: _Lexicon) -
         if rx is not None:
             pats.append((etype, rx, f.score))
     out = []
-    for text, fs in zip(texts, per_text):
+    for text, fs in zip(texts, per_text, strict=False):
         new = list(fs)
         taken = [(f.start, f.end) for f in fs]
         for etype, rx, score in pats:
@@ -2026,6 +2065,21 @@ class AnonymizationReport:
         d["leak_counts"] = self.leak_counts
         return d
 
+    def to_json(self) -> dict:
+        """JSON-ready dict (same as to_dict)."""
+        return self.to_dict()
+
+
+def record_texts(record: dict) -> list[str]:
+    """The texts of a corpus record that anonymization covers: `text` and every `messages[*].content`."""
+    out = []
+    if isinstance(record.get("text"), str):
+        out.append(record["text"])
+    msgs = record.get("messages")
+    if isinstance(msgs, list):
+        out.extend(m["content"] for m in msgs if isinstance(m, dict) and isinstance(m.get("content"), str))
+    return out
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Anonymizer
@@ -2090,7 +2144,12 @@ class Anonymizer:
     # -- detection --------------------------------------------------------------------------------------
 
     def _analyze_raw(self, texts: list[str]) -> list[list[Finding]]:
-        """Presidio analysis of each text, with spaCy run over all texts via nlp.pipe."""
+        """Presidio analysis of every text in one pass.
+
+        spaCy runs over all texts with nlp.pipe (batch_size from config). With `ner_gating` (default) the pipe
+        is the tokenizer only and the statistical NER runs afterwards, again batched, on just the sentences
+        that still contain an unexplained capitalized word; recall is the same as running NER everywhere.
+        Texts longer than 100k characters are analyzed in chunks split at newlines."""
         pieces: list[tuple[int, int, str]] = []  # (text index, offset, chunk)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -2105,7 +2164,7 @@ class Anonymizer:
         else:  # tokenizer only; NER runs below on the sentences that still need it
             docs = self._nlp.tokenizer.pipe((p[2] for p in pieces), batch_size=bs)
         ner_jobs: list[tuple[int, int, int]] = []  # (piece index, segment start, segment end)
-        for k, ((i, off, chunk), doc) in enumerate(zip(pieces, docs)):
+        for k, ((i, off, chunk), doc) in enumerate(zip(pieces, docs, strict=False)):
             art = self._engine._doc_to_nlp_artifact(doc, LANG)
             results = self.analyzer.analyze(
                 text=chunk, language=LANG, entities=self.entities, nlp_artifacts=art, score_threshold=thr
@@ -2118,7 +2177,7 @@ class Anonymizer:
                 ner_jobs.extend((k, s, e) for s, e in _ner_segments(chunk, results, self._lex))
         if ner_jobs:
             seg_docs = self._nlp.pipe((pieces[k][2][s:e] for k, s, e in ner_jobs), batch_size=bs)
-            for (k, s, _e), sdoc in zip(ner_jobs, seg_docs):
+            for (k, s, _e), sdoc in zip(ner_jobs, seg_docs, strict=False):
                 i, off, chunk = pieces[k]
                 for ent in sdoc.ents:
                     if ent.label_ not in ("PERSON", "PER"):
@@ -2132,14 +2191,15 @@ class Anonymizer:
 
     def analyze_texts(self, texts: list[str]) -> list[list[Finding]]:
         """Findings per text (overlaps merged; repeated values found again within the same text)."""
-        raw = self._analyze_raw(list(texts))
-        return [self._finish([t], [fs])[0] for t, fs in zip(texts, raw)]
+        texts = list(texts)
+        raw = self._analyze_raw(texts)
+        return [self._finish([t], [fs])[0] for t, fs in zip(texts, raw, strict=False)]
 
     def _finish(self, texts: list[str], per_text: list[list[Finding]]) -> list[list[Finding]]:
-        resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text)]
+        resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text, strict=False)]
         if getattr(self.cfg, "propagate", True):
             resolved = _propagate(texts, resolved, self._lex)
-            resolved = [_resolve(t, fs) for t, fs in zip(texts, resolved)]
+            resolved = [_resolve(t, fs) for t, fs in zip(texts, resolved, strict=False)]
         return resolved
 
     # -- replacement ------------------------------------------------------------------------------------
@@ -2152,7 +2212,7 @@ class Anonymizer:
         texts = list(texts)
         found = self.analyze_texts(texts)
         out = []
-        for t, fs in zip(texts, found):
+        for t, fs in zip(texts, found, strict=False):
             pmap = _PseudonymMap(self.cfg.replacement, self._faker, self._seed(t), (f.text for f in fs))
             out.append(_apply(t, fs, pmap)[0])
         return out
@@ -2204,7 +2264,7 @@ class Anonymizer:
                 pmap = _PseudonymMap(self.cfg.replacement, self._faker, self._seed(rid + "|" + "".join(rtexts)[:200]),
                                      (v for _, v in raw_values))
                 new_texts = []
-                for k, t, fs in zip(ks, rtexts, found):
+                for k, t, fs in zip(ks, rtexts, found, strict=False):
                     anon, spans = _apply(t, fs, pmap)
                     new_texts.append(anon)
                     slot = slots[k][1]
@@ -2253,8 +2313,11 @@ class Anonymizer:
 
 
 def anonymize_jsonl(in_path: str | Path, out_path: str | Path, cfg: AnonymizeConfig | None = None,
-                    anonymizer: Anonymizer | None = None) -> AnonymizationReport:
-    """Each line `{"text": ...}` -> the same object with `text` anonymized, same order, written atomically."""
+                    anonymizer: Anonymizer | None = None) -> dict:
+    """Each line `{"text": ...}` -> the same object with `text` anonymized, same order, written atomically.
+
+    Returns the AnonymizationReport as a JSON-ready dict (entity counts, throughput, leak check). A malformed
+    line raises ValueError naming `file:line`; nothing is written then."""
     in_path = Path(in_path)
     records: list[dict] = []
     with open(in_path, encoding="utf-8") as f:
@@ -2273,4 +2336,4 @@ def anonymize_jsonl(in_path: str | Path, out_path: str | Path, cfg: AnonymizeCon
     anon = anonymizer or Anonymizer(cfg or AnonymizeConfig())
     out, report = anon.anonymize_records(records)
     write_jsonl(Path(out_path), out)
-    return report
+    return report.to_dict()

@@ -566,7 +566,7 @@ def evaluate(anonymizer, dataset: list[dict]) -> dict:
     misses: list[dict] = []
     oog_total = oog_hit = 0
     gaz = getattr(anonymizer, "gazetteer_contains", None)
-    for d, fs in zip(dataset, found):
+    for d, fs in zip(dataset, found, strict=False):
         text = d["text"]
         spans = d["spans"]
         mask_any = [False] * len(text)
@@ -681,6 +681,10 @@ class VanillaPresidio:
         make_offline()
         cfg = cfg or AnonymizeConfig()
         model = getattr(cfg, "spacy_model", DEFAULT_SPACY_MODEL)
+        import spacy
+
+        if not spacy.util.is_package(model):  # Presidio would otherwise try to download it
+            raise RuntimeError(f"spaCy model {model!r} is not installed")
         self.engine = AnalyzerEngine(nlp_engine=SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}]))
         supported = set(self.engine.get_supported_entities("en"))
         self.entities = [e for e in (entities or cfg.entities) if e in supported] if entities != [] else None

@@ -1,6 +1,5 @@
 """Jobs and schedules: retrain the whole chain quarterly (and on demand)."""
 
-from __future__ import annotations
 
 import os
 

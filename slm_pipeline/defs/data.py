@@ -4,7 +4,6 @@ Thin layer: reading, anonymizing and pair building live in slm_pipeline.core; he
 outputs go, log progress and attach metadata.
 """
 
-from __future__ import annotations
 
 import json
 import time

@@ -1,6 +1,5 @@
 """Delivery stages: quantized_model (merge + quantize + exports) and eval_report (with the promotion gate)."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Shared Dagster plumbing: the settings resource and small helpers every stage uses."""
 
-from __future__ import annotations
 
 import base64
 import json

@@ -1,6 +1,5 @@
 """Training stages: base_model (resolved, cached weights) and lora_adapter."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
