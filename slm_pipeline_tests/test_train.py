@@ -47,13 +47,15 @@ def test_template_that_is_not_incremental_is_rejected(smollm2_tokenizer):
         tokenize_chat(Weird(), chat("q", "a")["messages"])
 
 
-def test_pack_fills_rows_and_restarts_positions():
+def test_pack_fills_rows_best_fit_and_restarts_positions():
     samples = [([1, 2, 3], [-100, 2, 3]), ([4, 5], [-100, 5]), ([6, 7, 8, 9], [-100, -100, 8, 9])]
     rows = pack(samples, seq_len=6, pad_id=0)
-    assert [r["input_ids"] for r in rows] == [[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 0, 0]]
-    assert rows[0]["position_ids"][:5] == [0, 1, 2, 0, 1]
-    assert rows[0]["attention_mask"] == [1, 1, 1, 1, 1, 0]
-    assert rows[1]["labels"] == [-100, -100, 8, 9, -100, -100]
+    # longest first: [6..9] opens row 0, [1,2,3] does not fit there and opens row 1, [4,5] fills row 0.
+    assert [r["input_ids"] for r in rows] == [[6, 7, 8, 9, 4, 5], [1, 2, 3, 0, 0, 0]]
+    assert rows[0]["position_ids"] == [0, 1, 2, 3, 0, 1]
+    assert rows[0]["labels"] == [-100, -100, 8, 9, -100, 5]
+    assert rows[1]["attention_mask"] == [1, 1, 1, 0, 0, 0]
+    assert rows[1]["labels"] == [-100, 2, 3, -100, -100, -100]
 
 
 def test_loss_decreases_and_adapter_reloads(smollm2_tokenizer, tmp_path):

@@ -142,6 +142,10 @@ cancel cancelled canceled cancellation confirm confirmed confirmation pending ac
 renewal renew renewed upgrade upgraded downgrade trial free discount promo coupon voucher credit credits debit
 balance wallet top topup fee fees fine fines deposit price prices pricing cost costs tax vat total
 hours hour minute minutes second seconds time times date dates schedule
+got forgot forgotten bought brought caught taught thought sent spent lost left kept felt paid told sold held found
+made took taken gave given came went gone ran rode ridden broke broken chose chosen wrote written knew known saw
+seen began begun drove driven stole stolen understood meant met read heard built shown tried phew hiya oops ugh
+pre non anti multi self sub co
 thanks again regards
 unknown none other others everyone anyone someone somebody nobody everybody
 usa uk eu us
@@ -415,6 +419,11 @@ _DATE_LIKE = re.compile(
     r"^(?:\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}|(?:19|20)\d\d[\-–](?:19|20)\d\d|\d{1,2}[./]\d{1,2}|\d{4}/\d{2})$"
 )
 _NANP = re.compile(r"^(?:\+?1[ .\-]?)?(?:\(\d{3}\)|\d{3})[ .\-]?\d{3}[ .\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d+)?$", re.I)
+_NOT_PHONE_BEFORE = re.compile(
+    r"(?i)\b(?:receipt|invoice|ticket|ref(?:erence)?|case|tracking|serial|transaction|confirmation|booking|order|"
+    r"ride|bike|id|report|claim|parcel|shipment|policy|membership|account|iban|card|sort[ \t]+code)"
+    r"(?:[ \t]+(?:number|no\.?|nr\.?|#|id|code))?[ \t]*(?:is|was|:|#|=)?[ \t]*#?[ \t]*$"
+)
 _PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "IE", "AU", "CA", "BR", "PT", "SE", "PL")
 
 
@@ -474,6 +483,8 @@ class PhoneNumberRecognizer(_OurRecognizer):
                 score = 0.3
             else:
                 score = 0.2
+            if 0 < score < 0.7 and _NOT_PHONE_BEFORE.search(text[max(0, m.start() - 40):m.start()]):
+                continue  # "receipt number 2024-0042-7781", "ticket 10234 5678": an id, not a phone
             if score > 0:
                 out.append(self._result(m.start(), m.end(), score, "phone number shape"))
         return out
@@ -552,7 +563,7 @@ class IbanPlusRecognizer(_OurRecognizer):
             ends = [i + 1 for i, ch in enumerate(cand) if ch.isalnum()]
             order = [e for n, e in enumerate(ends, 1) if n == want] + \
                 [e for n, e in reversed(list(enumerate(ends, 1))) if 15 <= n <= 34 and n != want]
-            for k, end in enumerate(order):
+            for end in order:
                 after = m.start() + end
                 if after < len(text) and text[after].isalnum():
                     continue  # must not continue with more alphanumerics glued to the code
@@ -795,7 +806,7 @@ _EU_A = re.compile(
 # type, name, then number (ES/IT/PT/PL): "Calle Mayor 12", "Viale Sermonti, 13", "R. Cruz, 93"
 _EU_B = re.compile(
     rf"(?<![\w\-.])(?:(?i:{_EU_TYPE_ANY})|{_EU_TYPE_CAP}|{_EU_TYPE_FR_LOWER})[ \t]+{_EU_NAME},?[ \t]+"
-    rf"(?:(?:(?i:n[º°o]|nr)\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?|[Ss]/[Nn])(?![\w])"
+    rf"(?:(?:(?i:n[º°o]|nr)\.?[ \t]*)?\d{{1,5}}[a-zA-Z]?(?:[\-/]\d{{1,4}}[a-zA-Z]?)?|[Ss]/[Nn])(?![\w]|-\d)"
 )
 # no number, unmistakable type word: "rue Clémence Samson", "avenue Foch"
 _EU_C = re.compile(
@@ -856,9 +867,9 @@ _EXT_SEGMENTS = [
     ("pc_city", re.compile(rf"{_SEP}{_EU_PC},?[ \t]+(?:(?:da|de|do|das|dos)[ \t]+)?{_CITY}(?:[ \t]+\([A-Z]{{2}}\))?")),
     ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,6}}|\d{{3}}[ \t]\d{{2}})(?![\w]|-\d)")),
     ("pc", re.compile(rf"{_SEP}(?:\d{{5}}(?:-\d{{4}})?|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}})(?![\w]|-\d)")),
-    ("country", re.compile(rf"[ \t]*,[ \t]*(?:{_COUNTRY_NAMES})(?![\w])")),
     ("province", re.compile(r"[ \t]*\([A-Z]{2}\)")),
     ("city", re.compile(rf"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*)(?P<city>{_CITY})(?![\w])")),
+    ("country", re.compile(rf"[ \t]*,[ \t]*(?:{_COUNTRY_NAMES})(?![\w])")),
 ]
 _PRE_UNIT = re.compile(
     r"(?:(?i:flat|apartment|apt\.?|unit|suite|studio|room|house|building|bldg\.?|floor|h\.?[ ]?no\.?|no\.)"
@@ -895,6 +906,7 @@ class StreetAddressRecognizer(_OurRecognizer):
                 suf = m.group("suf").lower()
                 words_low = [w.lower().strip(".") for w in name_words]
                 if suf in _RISKY_SUFFIXES and m.start() not in unit_led and \
+                        self._extend_left(text, m.start()) == m.start() and \
                         all(w in lex.narrow_common or w.isdigit() for w in words_low):
                     # "2 Day Pass" is a product; "3786 Ball Burg Suite 997, ..., NH 78496" is an address
                     if not (_SECONDARY.match(text, m.end()) or self._extend_right(text, m.end(), lex)[1] > 0):
@@ -1023,6 +1035,10 @@ def _singular(low: str, lex: _Lexicon) -> str | None:
         cands += [low[:-2], low[:-1]]
     if low.endswith("ing"):
         cands += [low[:-3], low[:-3] + "e"]
+        if len(low) > 5 and low[-4] == low[-5]:
+            cands.append(low[:-4])  # "cancelling" -> "cancel"
+    if low.endswith("ed") and len(low) > 4 and low[-3] == low[-4]:
+        cands.append(low[:-3])  # "cancelled" -> "cancel"
     for c in cands:
         if len(c) >= 3 and (c in lex.dictionary or c in lex.narrow_common):
             return c
@@ -1120,6 +1136,19 @@ def _name_runs(text: str) -> list[list[tuple[int, int, str]]]:
         if r:
             out.append(r)
     return out
+
+
+# Head nouns that are also common surnames: "Javier Hall", "Emma Park", "Tom Wood" are people when a clear
+# first name comes first (while "Canal Street", "Liberty Plaza", "Hyde Park" stay places).
+_SURNAME_HEADS = {
+    "hall", "hill", "hills", "wood", "woods", "ford", "field", "fields", "brook", "brooks", "mill", "mills", "banks",
+    "church", "forest", "grove", "green", "park", "lane", "moor", "marsh", "cross", "wells", "house", "rivers",
+    "lake", "stone", "castle", "bell", "king", "gate", "gates", "bridges", "haven", "cliff", "dale", "glen",
+}
+
+
+def _surname_head_ok(first_word: str, last_word: str, lex: _Lexicon) -> bool:
+    return _norm_word(last_word.rstrip(".")) in _SURNAME_HEADS and _token_class(first_word, lex) == "F"
 
 
 _DETERMINERS = {"the", "a", "an", "our", "your", "this", "that", "these", "those", "its", "their", "each", "every"}
@@ -1221,7 +1250,8 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                 if not possessive and nxt and _norm_word(nxt.group(1)) in lex.heads and last_i + 1 >= len(run):
                     continue
                 # a piece ending in a head noun is a place/product ("Canal Street", "Liberty Plaza")
-                if _norm_word(run[last_i][2].rstrip(".")) in lex.heads:
+                if _norm_word(run[last_i][2].rstrip(".")) in lex.heads and not (
+                        len(idx) >= 2 and _surname_head_ok(run[idx[0]][2], run[last_i][2], lex)):
                     continue
                 # split over-long pieces into windows of at most 4 tokens
                 while idx:
@@ -1250,7 +1280,9 @@ class PersonGazetteerRecognizer(_OurRecognizer):
         prev_end = -1
 
         def flush():
-            if len(run) >= 2:
+            while run and run[-1][2] in _NAME_PARTICLES:
+                run.pop()
+            if len([r for r in run if r[2] not in _NAME_PARTICLES]) >= 2:
                 first, last = _norm_word(run[0][2]), _norm_word(run[-1][2])
                 if any(p in lex.first for p in first.split("-")) and (last in lex.last or last in lex.first or
                                            any(p in lex.last for p in last.split("-"))):
@@ -1263,7 +1295,11 @@ class PersonGazetteerRecognizer(_OurRecognizer):
             ok = (w.islower() and len(w) >= 3 and low not in lex.broad_common and low not in lex.stop
                   and all(p in lex.first or p in lex.last for p in parts))
             adjacent = prev_end >= 0 and _rx(r"[ \t]{1,2}").fullmatch(text[prev_end:m.start()]) is not None
-            if ok and (adjacent or not run) and len(run) < 3:
+            if run and adjacent and low in _NAME_PARTICLES and len(run) < 3:
+                run.append((m.start(), m.start() + len(w), low))  # "stephany das neves"
+                prev_end = m.start() + len(w)
+                continue
+            if ok and (adjacent or not run) and len(run) < 4:
                 run.append((m.start(), m.start() + len(w), w))
             else:
                 flush()
@@ -1350,8 +1386,9 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
         if c in ("X", "K"):
             break
         if low.rstrip(".") in lex.heads and c != "F":
-            if kind in ("strong", "title", "intro", "signature", "closing") and toks and c in ("A", "L") and \
-                    toks[-1][3] in ("U", "F", "L"):
+            if toks and c in ("A", "L") and toks[-1][3] in ("U", "F", "L") and (
+                    kind in ("strong", "title", "intro", "signature", "closing") or
+                    _surname_head_ok(toks[0][2], w, lex)):
                 toks.append((m.start(), m.end(), w, c))  # "I'm Joon-ho Park": a surname, not a park
                 break
             return None  # "from Liberty Plaza", "this is Central Station"
@@ -1467,8 +1504,9 @@ def _clean_person_span(text: str, s: int, e: int, lex: _Lexicon) -> tuple[int, i
         words = words[1:]
     if not words:
         return None
-    if _norm_word(words[-1].group(0).rstrip(".")) in lex.heads:
-        return None  # "Canal Street", "Liberty Plaza": a place, not a person
+    if _norm_word(words[-1].group(0).rstrip(".")) in lex.heads and not (
+            len(words) >= 2 and _surname_head_ok(words[0].group(0), words[-1].group(0), lex)):
+        return None  # "Canal Street", "Liberty Plaza": a place, not a person (but "Javier Hall" is one)
     while len(words) > 1 and _token_class(words[-1].group(0), lex) in ("C", "l"):
         words = words[:-1]
     classes = [_token_class(w.group(0), lex) for w in words]
