@@ -40,19 +40,26 @@ def cmd_run(args) -> int:
         resources={"settings": PipelineSettings(config_file=args.config, overrides_json=args.overrides or "{}")},
     )
     result = run_defs.resolve_job_def("cli_run").execute_in_process(
-        instance=dg.DagsterInstance.get(), raise_on_error=False
+        instance=dg.DagsterInstance.get(), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
     )
     print(f"\nDagster run {result.run_id} ({'success' if result.success else 'FAILED'}); event log in {home}")
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        path = mat.metadata.get("path")
-        print(f"  {mat.asset_key.to_user_string():<20} {path.value if path else ''}")
-    for event in result.get_asset_check_evaluations():
-        print(f"  check {event.check_name:<36} {'passed' if event.passed else 'FAILED'}")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_failure_data:
-                print(f"\n{event.step_key} failed: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+        where = mat.metadata.get("artifact_dir")
+        print(f"  {mat.asset_key.to_user_string():<20} {where.value if where else ''}")
+    gate_failed = False
+    for check in result.get_asset_check_evaluations():
+        print(f"  check {check.check_name:<36} {'passed' if check.passed else 'FAILED'}")
+        if check.check_name == "eval_report_promotion_gate" and not check.passed:
+            gate_failed = True
+            reasons = check.metadata.get("reasons")
+            print(f"\nThe tuned model was NOT promoted:\n{reasons.value if reasons else ''}")
+    failures = [e for e in result.all_events if e.is_step_failure]
+    # A failed promotion gate is a verdict on the model, not a broken pipeline: every asset was materialized.
+    if any(not (gate_failed and e.step_key.endswith("promotion_gate")) for e in failures):
+        for e in failures:
+            print(f"\n{e.step_key} failed: {e.step_failure_data.error.message.strip()}", file=sys.stderr)
         return 1
     print("\nOpen the UI with `make ui` to see lineage, metadata and plots.")
     return 0
@@ -90,6 +97,32 @@ def cmd_chat(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """OpenAI-compatible HTTP API over the promoted model (or --model); feedback goes to the feedback store."""
+    import logging
+
+    from .core.serve import build_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_config(args.config)
+    token = args.token or os.environ.get("SLM_SERVE_TOKEN") or None
+    server = build_server(cfg, args.model, host=args.host, port=args.port, token=token)
+    host = server.server_address[0]
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host} without a token; set SLM_SERVE_TOKEN or --token", file=sys.stderr)
+    print(f"Serving {server.engine.model_dir} as '{server.model_name}' on {server.url}/v1 "
+          f"({'bearer token required' if token else 'no token'}); Ctrl+C to stop.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        if server.question_log:
+            server.question_log.close()
+    return 0
+
+
 def cmd_config(args) -> int:
     print(json.dumps(load_config(args.config).model_dump(), indent=2))
     return 0
@@ -102,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="materialize the whole pipeline (or --select a subset)")
     p.add_argument("--select", help="Dagster asset selection, e.g. 'raw_corpus+' or 'instruction_pairs'")
+    p.add_argument("--log-level", default="INFO", help="console log level (DEBUG shows every Dagster event)")
     p.add_argument("--overrides", help='JSON settings merged over the file, e.g. \'{"train": {"max_steps": 5}}\'')
     p.set_defaults(func=cmd_run)
 
@@ -114,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="e.g. artifacts/quantized_model/<version>/merged")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP API over the promoted model (collects feedback)")
+    p.add_argument("--model", help="model folder to serve (default: the promoted model, see serve.variant)")
+    p.add_argument("--host", help="bind address (default serve.host = 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default serve.port = 8000)")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SLM_SERVE_TOKEN, else none)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("config", help="print the effective settings")
     p.set_defaults(func=cmd_config)

@@ -100,17 +100,17 @@ class TrainConfig(_Section):
     method: Literal["lora", "qlora", "dora"] = Field("lora", description="Adapter method. qlora = 4-bit NF4 base.")
     r: int = Field(16, ge=1, description="LoRA rank.")
     alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout; 0 is ~1.5x faster on CPU and fine for a few epochs.")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Linear layers that get adapters.",
     )
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: float = Field(2e-3, gt=0.0)
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    epochs: float = Field(2.0, gt=0.0)
+    epochs: float = Field(3.0, gt=0.0)
     max_steps: int = Field(-1, description="If > 0, overrides epochs.")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(4, ge=1, description="Packed rows of max_seq_len tokens per step.")
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_seq_len: int = Field(512, ge=16, description="Packed sequence length in tokens.")
     packing: bool = Field(True, description="Pack samples into full-length sequences (no padding waste).")
@@ -145,6 +145,11 @@ class ExportConfig(_Section):
 class EvalConfig(_Section):
     max_new_tokens: int = Field(64, ge=1)
     max_gold: int = Field(0, ge=0, description="Evaluate at most this many gold questions (0 = all).")
+    latency_prompts: int = Field(
+        12, ge=1, description="Prompts per model generated one at a time with streaming to measure TTFT and decode "
+        "speed; the rest are generated in batches (same greedy answers, several times faster on CPU)."
+    )
+    batch_size: int = Field(16, ge=1, description="Prompts per batched greedy generation.")
     variants: list[str] = Field(
         default_factory=lambda: ["base", "merged"], description="Models to evaluate: base, merged, nf4, int8."
     )
@@ -163,6 +168,46 @@ class EvalConfig(_Section):
     )
 
 
+class FeedbackConfig(_Section):
+    """The retraining loop: feedback store, sensors and question monitoring (see core/feedback.py)."""
+
+    min_negative: int = Field(
+        5, ge=1, description="feedback_sensor requests a retrain once this many new negative ratings or corrections "
+        "have arrived since the last feedback-triggered run."
+    )
+    include_corrections: bool = Field(
+        True, description="Fold reviewer corrections from the feedback store into instruction_pairs (anonymized)."
+    )
+    negative_max_stars: int = Field(
+        2, ge=1, le=5, description="On the 1-5 star scale, ratings at or below this count as negative."
+    )
+    log_questions: bool = Field(
+        True, description="Store each served user question (anonymized with Presidio) for the most-common-questions "
+        "summary (asset serving_questions)."
+    )
+    top_questions: int = Field(20, ge=1, description="Questions listed in the serving_questions summary.")
+
+
+class ServeConfig(_Section):
+    """`slm-pipeline serve`: the OpenAI-compatible HTTP API (core/serve.py)."""
+
+    host: str = Field("127.0.0.1", description="Bind address. Keep 127.0.0.1 unless a reverse proxy fronts it.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+    model_name: str = Field("slm-support", description="Model id served in /v1/models and expected in requests.")
+    variant: str = Field(
+        "merged", description="Which promoted variant to serve (key of promoted.json 'variants': merged, nf4, int8)."
+    )
+    max_tokens_limit: int = Field(512, ge=1, description="Requests asking for more new tokens get a 400.")
+    default_max_tokens: int = Field(256, ge=1, description="New tokens when a request gives no max_tokens.")
+    default_temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description="Used when a request gives no temperature; 0 = greedy (deterministic)."
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies get a 413.")
+    queue_timeout_s: float = Field(
+        120.0, gt=0, description="One generation runs at a time; a request waiting longer than this gets a 503."
+    )
+
+
 class PipelineConfig(_Section):
     base_model: str = Field(
         EMBEDDED_DEFAULT_MODEL,
@@ -178,6 +223,8 @@ class PipelineConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the project root (absolute paths stay as they are)."""

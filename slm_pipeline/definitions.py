@@ -2,14 +2,15 @@
 
 import dagster as dg
 
-from .defs import automation, data, delivery, training
+from .defs import automation, data, delivery, monitoring, training
 from .defs.resources import PipelineSettings
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data, training, delivery]),
+    assets=dg.load_assets_from_modules([data, training, delivery, monitoring]),
     asset_checks=dg.load_asset_checks_from_modules([data, training, delivery]),
     jobs=[automation.retrain_job],
     schedules=[automation.quarterly_retrain_schedule],
+    sensors=[automation.feedback_sensor, automation.corpus_change_sensor],
     resources={"settings": PipelineSettings()},
     # One process: torch and the models are imported once, not per step.
     executor=dg.in_process_executor,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny_llama
 from safetensors.torch import load_file
 
 from slm_pipeline.config import TrainConfig
-from conftest import make_tiny_llama
 from slm_pipeline.core.train import IGNORE_INDEX, TrainingError, pack, tokenize_chat, train_adapter
 
 SYSTEM = {"role": "system", "content": "You are LoopBike's support assistant."}

@@ -466,6 +466,41 @@ def generate_answer(model, tokenizer, user_message: str, system_prompt: str, max
     return Generation(text, prompt_len, int(new_ids.numel()), _r(ttft, 2), _r(rate, 2), round(total * 1000, 2))
 
 
+def generate_batch(model, tokenizer, user_messages: Sequence[str], system_prompt: str, max_new_tokens: int,
+                   batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+    """Greedy answers for many prompts, batched with left padding (no per-token timing: ttft/decode are None).
+    Batching amortizes the per-step cost of a small model on CPU; the streamed path measures latency."""
+    import torch
+
+    out: list[Generation] = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for i in range(0, len(user_messages), batch_size):
+            chunk = user_messages[i:i + batch_size]
+            texts = [tokenizer.apply_chat_template(
+                ([{"role": "system", "content": system_prompt}] if system_prompt else [])
+                + [{"role": "user", "content": m}], add_generation_prompt=True, tokenize=False) for m in chunk]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                ids = model.generate(**enc, generation_config=_greedy_config(model, max_new_tokens),
+                                     pad_token_id=tokenizer.pad_token_id)
+            per = (time.perf_counter() - t0) * 1000 / len(chunk)
+            width = enc["input_ids"].shape[1]
+            for row, mask in zip(ids, enc["attention_mask"], strict=True):
+                new = row[width:]
+                stop = [t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None]
+                n_new = next((k + 1 for k, t in enumerate(new.tolist()) if t in stop), len(new))
+                text = tokenizer.decode(new[:n_new], skip_special_tokens=True).strip()
+                out.append(Generation(text, int(mask.sum()), n_new, None, None, round(per, 2)))
+            if on_batch:
+                on_batch(len(out))
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
 def _percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default method)."""
     xs = sorted(values)
@@ -785,8 +820,16 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
             ("pii", it, it["prompt"]) for it in pii]
         counts = Counter(k for k, _, _ in work)
         seen: Counter = Counter()
-        for kind, item, prompt in work:
-            gen = generate_answer(model, tokenizer, prompt, system_prompt, cfg.max_new_tokens)
+        # A sample of prompts (spread over kinds) is streamed one by one to measure latency; the rest is batched.
+        timed = set(range(0, len(work), max(1, len(work) // cfg.latency_prompts))[:cfg.latency_prompts])
+        rest = [k for k in range(len(work)) if k not in timed]
+        gens = dict(zip(rest, generate_batch(model, tokenizer, [work[k][2] for k in rest], system_prompt,
+                                             cfg.max_new_tokens, cfg.batch_size,
+                                             lambda n: progress.say(f"{name}: batched {n}/{len(rest)} prompts")),
+                        strict=True))
+        for k, (kind, item, prompt) in enumerate(work):
+            gen = gens[k] if k in gens else generate_answer(model, tokenizer, prompt, system_prompt,
+                                                            cfg.max_new_tokens)
             seen[kind] += 1
             row = {"model": name, "kind": kind, "id": str(item["id"]), "question": prompt, "answer": gen.text,
                    "prompt_tokens": gen.prompt_tokens, "new_tokens": gen.new_tokens, "ttft_ms": gen.ttft_ms,

@@ -47,7 +47,7 @@ def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     return dg.Output(
         {"dir": str(out), "records": str(out / "records.jsonl"), "version": version},
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact_dir": dg.MetadataValue.path(str(out)),
             "records": len(result.records),
             "skipped_bad_records": len(result.problems),
             "total_chars": result.stats["total_chars"],
@@ -97,7 +97,7 @@ def anonymized_corpus(
         {"dir": str(out), "records": str(out / "records.jsonl"), "report": str(out / "pii_report.json"),
          "version": version},
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact_dir": dg.MetadataValue.path(str(out)),
             "records": len(clean),
             "pii_spans_replaced": sum(report.entity_counts.values()),
             "leaks": len(report.leaks),
@@ -147,12 +147,25 @@ def instruction_pairs(
 ) -> dg.Output[dict]:
     from datasets import Dataset, DatasetDict
 
+    from ..core.feedback import FeedbackStore, feedback_db_path
     from ..core.models import load_tokenizer
 
     cfg = settings.load()
     policy = load_policy(cfg.path(cfg.policy_file))
     gold = load_gold(cfg.path(cfg.gold_file))
     records = read_jsonl(Path(anonymized_corpus["records"]))
+    # Reviewer corrections collected by `slm-pipeline serve` become training records, anonymized like the corpus;
+    # a record whose anonymization leaves a detected value behind is left out.
+    feedback_db = feedback_db_path(cfg.path(cfg.artifacts_dir))
+    feedback: list[dict] = []
+    if cfg.feedback.include_corrections and feedback_db.exists():
+        corrections = FeedbackStore(feedback_db).corrections_as_records()
+        if corrections:
+            feedback, fb_report = Anonymizer(cfg.anonymize).anonymize_records(corrections)
+            leaked = {x["record_id"] for x in fb_report.leaks}
+            feedback = [r for r in feedback if r["id"] not in leaked]
+            context.log.info(f"{len(feedback)} feedback corrections added ({len(leaked)} left out: PII leak check)")
+    records = records + feedback
     tokenizer = load_tokenizer(Path(base_model["path"]))
 
     def count_tokens(messages: list[dict]) -> int:
@@ -164,7 +177,7 @@ def instruction_pairs(
     evals = [s for s in result.samples if s["split"] == "eval"]
     version = version_of(anonymized_corpus["version"], base_model["fingerprint"], cfg.pairs.model_dump(),
                          sha256_json([policy.system_prompt, policy.refusal, policy.out_of_scope_examples]),
-                         cfg.train.seed)
+                         cfg.train.seed, *([len(feedback), sha256_json(feedback)] if feedback else []))
     out = asset_dir(cfg, "instruction_pairs") / version
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "train.jsonl", train)
@@ -175,7 +188,8 @@ def instruction_pairs(
             str(tmp / "hf_dataset")
         )
         write_manifest(tmp, asset="instruction_pairs", version=version, anonymized_corpus=anonymized_corpus["version"],
-                       base_model=base_model["fingerprint"], config=cfg.pairs.model_dump())
+                       base_model=base_model["fingerprint"], config=cfg.pairs.model_dump(),
+                       feedback_corrections=len(feedback))
     set_latest(out.parent, version)
     rep = result.report
     context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}")
@@ -184,13 +198,14 @@ def instruction_pairs(
         {"dir": str(out), "train": str(out / "train.jsonl"), "eval": str(out / "eval.jsonl"), "version": version,
          "n_train": rep["n_train"], "n_eval": rep["n_eval"]},
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact_dir": dg.MetadataValue.path(str(out)),
             "train_samples": rep["n_train"],
             "eval_samples": rep["n_eval"],
             "dropped": sum(rep["dropped"].values()),
             "dropped_by_reason": dg.MetadataValue.json(rep["dropped"]),
             "kept_by_source": dg.MetadataValue.json(rep["kept_by_source"]),
             "gold_leaks_dropped": rep["gold_leaks_dropped"],
+            "feedback_corrections": len(feedback),
             **numbers("tokens_", rep["token_lengths"] or {}),
             "token_length_histogram": dg.MetadataValue.md(token_length_histogram_markdown(lengths)),
             "preview": md_table(

@@ -48,7 +48,7 @@ def quantized_model(
     return dg.Output(
         {"dir": str(out), "version": version, "variants": available, "manifest": str(result.manifest_path)},
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact_dir": dg.MetadataValue.path(str(out)),
             "merged_model": dg.MetadataValue.path(available.get("merged", "")),
             "variants": md_table(rows),
             **meta,
@@ -107,7 +107,7 @@ def eval_report(
         {"dir": str(out), "version": version, "report": str(result.paths["report_json"]),
          "gate_passed": result.gate.passed, "gate_reasons": result.gate.reasons},
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact_dir": dg.MetadataValue.path(str(out)),
             "report_html": dg.MetadataValue.path(str(result.paths["report_html"])),
             "grading_sheet": dg.MetadataValue.path(str(result.paths["grading_sheet"])),
             "promoted": result.gate.passed,

@@ -32,7 +32,7 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     return dg.Output(
         {"path": str(resolved.path), "spec": resolved.spec, "fingerprint": resolved.fingerprint},
         metadata={
-            "path": dg.MetadataValue.path(str(resolved.path)),
+            "artifact_dir": dg.MetadataValue.path(str(resolved.path)),
             "spec": resolved.spec,
             "source": resolved.source,
             "fingerprint": resolved.fingerprint,
@@ -82,7 +82,7 @@ def lora_adapter(
         {"path": str(out), "version": version, "method": result.method, "base_eval_loss": result.base_eval_loss,
          "final_eval_loss": result.final_eval_loss, "trainer_log": str(out / "trainer_log.json")},
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact_dir": dg.MetadataValue.path(str(out)),
             "method": result.method,
             "device": f"{result.device}/{result.precision}",
             **numbers("", {k: summary[k] for k in (

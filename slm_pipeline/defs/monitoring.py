@@ -1,0 +1,42 @@
+"""Monitoring of the served model: the most common (anonymized) user questions and feedback counts.
+
+Independent of the training chain: it only reads the feedback store written by `slm-pipeline serve`.
+"""
+
+
+import dagster as dg
+
+from ..core.feedback import FeedbackStore, feedback_db_path
+from .resources import PipelineSettings, md_table, numbers
+
+GROUP = "monitoring"
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sqlite"},
+    code_version="1",
+    owners=["team:ml"],
+    description="The most common user questions asked to the serving API (anonymized with Presidio before they "
+    "are stored) and feedback counts, from <artifacts_dir>/feedback/feedback.db. Cheap; does not depend on the "
+    "training chain.",
+)
+def serving_questions(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
+    cfg = settings.load()
+    db = feedback_db_path(cfg.path(cfg.artifacts_dir))
+    store = FeedbackStore.open_existing(db, cfg.feedback.negative_max_stars)
+    if store is None:
+        context.log.info(f"no feedback store yet ({db}); run `slm-pipeline serve` to collect questions")
+        top, stats = [], {}
+    else:
+        top, stats = store.top_questions(cfg.feedback.top_questions), store.stats()
+    rows = [{"rank": i, "count": q["count"], "question": q["question"][:200], "last seen": q["last_seen"]}
+            for i, q in enumerate(top, 1)]
+    return dg.Output(
+        {"db": str(db), "top_questions": top, "stats": stats},
+        metadata={
+            "artifact_dir": dg.MetadataValue.path(str(db)),
+            **numbers("", stats),
+            "top_questions": md_table(rows, ["rank", "count", "question", "last seen"]),
+        },
+    )

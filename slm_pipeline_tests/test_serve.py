@@ -1,0 +1,220 @@
+"""The serving API, over real HTTP on a free 127.0.0.1 port: models, chat, streaming, feedback -> sensor run
+request, anonymized question log, and the 4xx answers to bad requests (the server keeps running)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+import dagster as dg
+import pytest
+import yaml
+
+from slm_pipeline.config import PROJECT_ROOT, load_config
+from slm_pipeline.core.feedback import FeedbackStore, feedback_db_path
+from slm_pipeline.core.policy import load_policy
+from slm_pipeline.core.serve import build_server, promoted_model_path
+from slm_pipeline.defs.automation import feedback_sensor
+from slm_pipeline.defs.resources import PipelineSettings
+
+TOKEN = "s3cret-token"
+TIMEOUT = 60  # seconds, every request
+QUESTION = "Hi, I'm Ottoline Brackenbury. How do I unlock a bike?"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("serve")
+    config = tmp / "slm_pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "artifacts_dir": str(tmp / "artifacts"),
+        "policy_file": str(PROJECT_ROOT / "assets" / "policy.yaml"),
+        "anonymize": {"canaries_file": None},
+        "feedback": {"min_negative": 1},
+        "serve": {"max_body_bytes": 4096, "max_tokens_limit": 16, "default_max_tokens": 8},
+    }))
+    cfg = load_config(config)
+    server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, token=TOKEN)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield {"server": server, "cfg": cfg, "config": config, "port": server.server_address[1]}
+    finally:
+        server.close()
+        thread.join(TIMEOUT)
+
+
+def call(api, method: str, path: str, body=None, token: str | None = TOKEN, raw: bytes | None = None,
+         headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", api["port"], timeout=TIMEOUT)
+    try:
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+        ctype = resp.getheader("Content-Type", "")
+        return resp.status, (json.loads(payload) if "json" in ctype else payload.decode()), resp
+    finally:
+        conn.close()
+
+
+def chat_body(**extra) -> dict:
+    return {"model": "slm-support", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8, **extra}
+
+
+def assert_error(status, doc, expected_status: int, needle: str = ""):
+    assert status == expected_status, doc
+    assert set(doc["error"]) >= {"message", "type"}, doc
+    assert needle.lower() in doc["error"]["message"].lower(), doc
+
+
+def test_health_and_models(api):
+    status, doc, _ = call(api, "GET", "/health", token=None)
+    assert status == 200 and doc["status"] == "ok"
+    status, doc, _ = call(api, "GET", "/v1/models")
+    assert status == 200 and doc["object"] == "list"
+    assert [m["id"] for m in doc["data"]] == ["slm-support"] and doc["data"][0]["object"] == "model"
+
+
+def test_chat_stream_feedback_and_sensor_run_request(api):
+    # non-streaming; seeded sampling, because the tiny random model's greedy answer is only newlines
+    status, doc, _ = call(api, "POST", "/v1/chat/completions", chat_body(temperature=1.0, seed=1))
+    assert status == 200, doc
+    assert doc["object"] == "chat.completion" and doc["id"].startswith("chatcmpl-") and doc["model"] == "slm-support"
+    choice = doc["choices"][0]
+    assert choice["message"]["role"] == "assistant" and choice["message"]["content"].strip()
+    assert choice["finish_reason"] in ("stop", "length")
+    usage = doc["usage"]
+    assert 0 < usage["completion_tokens"] <= 8 and usage["total_tokens"] == usage["prompt_tokens"] + usage[
+        "completion_tokens"]
+    # the policy system prompt was prepended (the request has no system message)
+    engine = api["server"].engine
+    assert engine.system_prompt == load_policy(PROJECT_ROOT / "assets" / "policy.yaml").system_prompt
+    with_policy = engine.encode([{"role": "user", "content": QUESTION}], 1)["input_ids"].shape[1]
+    assert usage["prompt_tokens"] == with_policy
+
+    # streaming, same request and seed: the chunks reassemble to the same answer
+    status, text, resp = call(api, "POST", "/v1/chat/completions",
+                              chat_body(temperature=1.0, seed=1, stream=True, stream_options={"include_usage": True}))
+    assert status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in text.split("\n\n") if line.strip()]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks) and len(chunks) > 4
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert content == choice["message"]["content"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == choice["finish_reason"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == usage
+    stream_id = chunks[0]["id"]
+
+    store = FeedbackStore(feedback_db_path(api["cfg"].path(api["cfg"].artifacts_dir)))
+    assert store.get_completion(doc["id"])["answer"] == choice["message"]["content"]
+    assert store.get_completion(stream_id)["question"] == QUESTION
+
+    # feedback: a positive rating does not trigger; a correction does (min_negative = 1 here)
+    settings = PipelineSettings(config_file=str(api["config"]))
+    status, fb, _ = call(api, "POST", "/v1/feedback", {"completion_id": doc["id"], "rating": 1})
+    assert status == 200 and fb["object"] == "feedback" and fb["negative"] is False
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, cursor=None, resources={"settings": settings})
+        tick = feedback_sensor.evaluate_tick(ctx)
+        assert not tick.run_requests and tick.skip_message.startswith("0 of 1")
+
+        status, fb, _ = call(api, "POST", "/v1/feedback", {
+            "completion_id": stream_id, "rating": -1, "correction": "Open the LoopBike app and tap Unlock."})
+        assert status == 200 and fb["negative"] is True and fb["has_correction"] is True
+        tick = feedback_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=None, resources={"settings": settings}))
+        assert [r.run_key for r in tick.run_requests] == [f"feedback-1-{fb['id']}"]
+        nxt = feedback_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=tick.cursor, resources={"settings": settings}))
+        assert not nxt.run_requests
+    (rec,) = store.corrections_as_records()
+    assert rec["messages"][1]["content"] == "Open the LoopBike app and tap Unlock."
+
+    # every question was logged, anonymized (Presidio runs in the server's background thread)
+    assert api["server"].question_log.flush(timeout=120)
+    top = store.top_questions(5)
+    assert top and top[0]["count"] == 2
+    assert "Ottoline" not in top[0]["question"] and "<PERSON_1>" in top[0]["question"]
+
+
+def test_system_message_and_sampling_parameters(api):
+    body = chat_body(temperature=0, top_p=0.9, max_completion_tokens=4)
+    body.pop("max_tokens")
+    body["messages"] = [{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": [{"type": "text", "text": "Day pass price?"}]}]
+    status, doc, _ = call(api, "POST", "/v1/chat/completions", body)
+    assert status == 200, doc
+    assert doc["usage"]["completion_tokens"] <= 4 and doc["usage"]["prompt_tokens"] < 30  # no policy prompt added
+    assert doc["choices"][0]["finish_reason"] == "length"
+    status, doc2, _ = call(api, "POST", "/v1/chat/completions", body)
+    assert doc2["choices"][0]["message"] == doc["choices"][0]["message"]  # greedy is deterministic
+
+
+@pytest.mark.parametrize("case", ["bad_json", "not_object", "no_messages", "bad_role", "oversize", "no_token",
+                                  "wrong_token", "unknown_model", "max_tokens_over", "max_tokens_bad",
+                                  "bad_temperature", "unknown_completion", "feedback_bad_rating",
+                                  "feedback_missing_id", "unknown_path", "wrong_method", "n_two"])
+def test_bad_requests_get_json_4xx(api, case):
+    post = "/v1/chat/completions"
+    if case == "bad_json":
+        assert_error(*call(api, "POST", post, raw=b'{"messages": [')[:2], 400, "not valid JSON")
+    elif case == "not_object":
+        assert_error(*call(api, "POST", post, [1, 2])[:2], 400, "JSON object")
+    elif case == "no_messages":
+        assert_error(*call(api, "POST", post, {"model": "slm-support"})[:2], 400, "messages")
+    elif case == "bad_role":
+        assert_error(*call(api, "POST", post, chat_body(messages=[{"role": "wizard", "content": "hi"}]))[:2], 400,
+                     "role")
+    elif case == "oversize":
+        big = chat_body(messages=[{"role": "user", "content": "x" * 10_000}])
+        assert_error(*call(api, "POST", post, big)[:2], 413, "over the limit")
+    elif case == "no_token":
+        status, doc, resp = call(api, "GET", "/v1/models", token=None)
+        assert_error(status, doc, 401, "token")
+        assert resp.getheader("WWW-Authenticate") == "Bearer"
+    elif case == "wrong_token":
+        assert_error(*call(api, "POST", post, chat_body(), token="nope")[:2], 401, "token")
+    elif case == "unknown_model":
+        status, doc, _ = call(api, "POST", post, chat_body(model="gpt-17"))
+        assert_error(status, doc, 404, "does not exist")
+        assert doc["error"]["code"] == "model_not_found"
+    elif case == "max_tokens_over":
+        assert_error(*call(api, "POST", post, chat_body(max_tokens=17))[:2], 400, "limit of 16")
+    elif case == "max_tokens_bad":
+        assert_error(*call(api, "POST", post, chat_body(max_tokens="8"))[:2], 400, "positive integer")
+    elif case == "bad_temperature":
+        assert_error(*call(api, "POST", post, chat_body(temperature=5))[:2], 400, "temperature")
+    elif case == "unknown_completion":
+        status, doc, _ = call(api, "POST", "/v1/feedback", {"completion_id": "chatcmpl-nope", "rating": -1})
+        assert_error(status, doc, 404, "unknown completion_id")
+    elif case == "feedback_bad_rating":
+        assert_error(*call(api, "POST", "/v1/feedback", {"completion_id": "x", "rating": 0})[:2], 400, "rating")
+    elif case == "feedback_missing_id":
+        assert_error(*call(api, "POST", "/v1/feedback", {"rating": 1})[:2], 400, "completion_id")
+    elif case == "unknown_path":
+        assert_error(*call(api, "GET", "/v2/everything")[:2], 404, "no such endpoint")
+    elif case == "wrong_method":
+        assert_error(*call(api, "GET", post)[:2], 405, "not allowed")
+    elif case == "n_two":
+        assert_error(*call(api, "POST", post, chat_body(n=2))[:2], 400, "n = 1")
+    # the server is still up and answering
+    assert call(api, "GET", "/health", token=None)[0] == 200
+
+
+def test_promoted_model_pointer(tmp_path):
+    cfg = load_config(None, {"artifacts_dir": str(tmp_path)})
+    with pytest.raises(FileNotFoundError, match="--model"):
+        promoted_model_path(cfg)
+    (tmp_path / "promoted.json").write_text(json.dumps({"variants": {"merged": "/m/merged", "nf4": "/m/nf4"}}))
+    assert str(promoted_model_path(cfg)) == "/m/merged"
+    assert str(promoted_model_path(cfg, "nf4")) == "/m/nf4"
+    with pytest.raises(ValueError, match="no variant 'int8'"):
+        promoted_model_path(cfg, "int8")
