@@ -123,6 +123,26 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Measured speed of every stage side by side with the naive way (see slm_pipeline/bench.py)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .bench import markdown, run_bench
+
+    cfg = load_config(args.config)
+    _dagster_home()
+    skip = {name for name in ("training", "anonymization", "inference", "end_to_end")
+            if getattr(args, f"skip_{name}")}
+    res = run_bench(cfg, Path(args.out), skip=skip, train_tokens=args.train_tokens, prompts=args.prompts,
+                    max_new_tokens=args.max_new_tokens)
+    print("\n" + markdown(res))
+    print(f"\nwrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.md'}")
+    return 0
+
+
 def cmd_config(args) -> int:
     print(json.dumps(load_config(args.config).model_dump(), indent=2))
     return 0
@@ -155,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="port (default serve.port = 8000)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SLM_SERVE_TOKEN, else none)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="benchmark training/anonymization/inference vs naive baselines (bench.json/.md)")
+    p.add_argument("--out", default=".", help="folder for bench.json and bench.md (default: current dir)")
+    p.add_argument("--train-tokens", type=int, default=1000, help="real (non-pad) training tokens per side")
+    p.add_argument("--prompts", type=int, default=6, help="prompts per inference variant")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    for name in ("training", "anonymization", "inference", "end-to-end"):
+        p.add_argument(f"--skip-{name}", action="store_true", help=f"skip the {name} section")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", help="print the effective settings")
     p.set_defaults(func=cmd_config)
