@@ -236,7 +236,9 @@ def build_model(base_path: Path, cfg: TrainConfig, device: str, precision: str):
             bnb_4bit_compute_dtype=compute,
         )
         kwargs["device_map"] = {"": device}
-    elif device == "cuda" and precision == "bf16":
+    elif precision == "bf16":
+        # The base is frozen: keeping it in bf16 spares autocast re-casting 135M+ fp32 weights every step
+        # (~2x faster on CPU). peft keeps the trainable adapter weights in fp32.
         kwargs["dtype"] = torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
     if cfg.method == "qlora":
