@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install run ui test test-fast bench lint clean
+.PHONY: install run ui test test-fast bench lint clean browser-deps
 
 install: $(STAMP)
 
@@ -33,7 +33,18 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
-test: install
+# Debian's headless Chromium + chromedriver for the browser test of the Dagster UI (skipped without them).
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+		|| echo "WARNING: could not install chromium; the browser test will be skipped"; \
+	else \
+		echo "WARNING: /usr/bin/chromium or /usr/bin/chromedriver missing and not root with apt-get;" \
+		     "the browser test will be skipped (install: apt-get install chromium chromium-driver)"; \
+	fi
+
+test: install browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install

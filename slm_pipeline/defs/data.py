@@ -16,7 +16,15 @@ from ..core.artifacts import atomic_dir, read_jsonl, set_latest, sha256_json, wr
 from ..core.corpus import load_corpus, preview_markdown
 from ..core.pairs import build_pairs, token_length_histogram_markdown, validate_sample
 from ..core.policy import load_gold, load_policy
-from .resources import PipelineSettings, asset_dir, md_table, numbers, version_of
+from .resources import (
+    AnonymizeOverrides,
+    PipelineSettings,
+    asset_dir,
+    md_table,
+    numbers,
+    version_of,
+    with_overrides,
+)
 
 GROUP = "data"
 
@@ -67,9 +75,10 @@ def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     "addresses, international phones, order/account ids and postcodes; consistent pseudonyms per record.",
 )
 def anonymized_corpus(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_corpus: dict
+    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_corpus: dict,
+    config: AnonymizeOverrides,
 ) -> dg.Output[dict]:
-    cfg = settings.load()
+    cfg = with_overrides(settings.load(), "anonymize", config)
     records = read_jsonl(Path(raw_corpus["records"]))
     anonymizer = Anonymizer(cfg.anonymize)
     t0 = time.perf_counter()

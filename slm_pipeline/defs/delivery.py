@@ -10,7 +10,16 @@ from ..core.artifacts import atomic_write_text, read_jsonl, set_latest
 from ..core.evaluate import run_eval
 from ..core.export import export_model
 from ..core.policy import load_gold, load_policy
-from .resources import PipelineSettings, asset_dir, md_image, md_table, numbers, version_of
+from .resources import (
+    EvalOverrides,
+    PipelineSettings,
+    asset_dir,
+    md_image,
+    md_table,
+    numbers,
+    version_of,
+    with_overrides,
+)
 
 GROUP = "delivery"
 
@@ -69,9 +78,9 @@ def quantized_model(
 )
 def eval_report(
     context: dg.AssetExecutionContext, settings: PipelineSettings, quantized_model: dict, base_model: dict,
-    lora_adapter: dict,
+    lora_adapter: dict, config: EvalOverrides,
 ) -> dg.Output[dict]:
-    cfg = settings.load()
+    cfg = with_overrides(settings.load(), "eval", config)
     policy = load_policy(cfg.path(cfg.policy_file))
     probes = cfg.path(cfg.probes_dir)
     models = {"base": Path(base_model["path"])}

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field, ValidationError
 
-from ..config import PipelineConfig, load_config
+from ..config import ConfigError, PipelineConfig, _format_validation_error, load_config
 from ..core.artifacts import sha256_json
 
 
@@ -20,6 +21,48 @@ class PipelineSettings(dg.ConfigurableResource):
 
     def load(self) -> PipelineConfig:
         return load_config(self.config_file, json.loads(self.overrides_json or "{}"))
+
+
+class AnonymizeOverrides(dg.Config):
+    """Launchpad run config for anonymized_corpus; empty fields keep the YAML `anonymize` settings."""
+
+    replacement: str | None = Field(
+        None, description="'tag' (<PERSON_1>-style placeholders) or 'fake' (realistic fake values). Empty = YAML.")
+    score_threshold: float | None = Field(
+        None, description="Minimum recognizer score (0-1) to treat a span as PII. Empty = YAML.")
+
+
+class TrainOverrides(dg.Config):
+    """Launchpad run config for lora_adapter; empty fields keep the YAML `train` settings."""
+
+    method: str | None = Field(None, description="'lora', 'qlora' (4-bit NF4 base) or 'dora'. Empty = YAML.")
+    epochs: float | None = Field(None, description="Training epochs (> 0). Empty = YAML.")
+    max_steps: int | None = Field(None, description="If > 0, stop after this many optimizer steps. Empty = YAML.")
+    learning_rate: float | None = Field(None, description="Peak learning rate (> 0). Empty = YAML.")
+
+
+class EvalOverrides(dg.Config):
+    """Launchpad run config for eval_report; empty fields keep the YAML `eval` settings."""
+
+    max_gold: int | None = Field(None, description="Evaluate at most this many gold questions (0 = all). Empty = YAML.")
+    max_new_tokens: int | None = Field(None, description="Greedy tokens generated per answer (>= 1). Empty = YAML.")
+
+
+def with_overrides(cfg: PipelineConfig, section: str, overrides: dg.Config | dict | None) -> PipelineConfig:
+    """`cfg` with the non-empty run-config `overrides` merged over `cfg.<section>`, validated like the YAML.
+
+    Invalid values raise ConfigError naming the key, e.g. "train.method: Input should be 'lora', ...".
+    """
+    values = overrides.model_dump() if isinstance(overrides, dg.Config) else dict(overrides or {})
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    data = cfg.model_dump()
+    data[section] = {**data[section], **values}
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, f"run config (overrides of `{section}`)")) from None
 
 
 def version_of(*parts: Any) -> str:

@@ -9,7 +9,15 @@ import dagster as dg
 from ..core.artifacts import atomic_dir, read_jsonl, set_latest, write_manifest
 from ..core.models import resolve_base_model
 from ..core.train import plot_loss_curve, train_adapter
-from .resources import PipelineSettings, asset_dir, md_image, numbers, version_of
+from .resources import (
+    PipelineSettings,
+    TrainOverrides,
+    asset_dir,
+    md_image,
+    numbers,
+    version_of,
+    with_overrides,
+)
 
 GROUP = "training"
 
@@ -55,9 +63,10 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     "checkpoint). Saved in standard PEFT format, loadable by PeftModel.from_pretrained and vLLM --enable-lora.",
 )
 def lora_adapter(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, instruction_pairs: dict, base_model: dict
+    context: dg.AssetExecutionContext, settings: PipelineSettings, instruction_pairs: dict, base_model: dict,
+    config: TrainOverrides,
 ) -> dg.Output[dict]:
-    cfg = settings.load()
+    cfg = with_overrides(settings.load(), "train", config)
     train = read_jsonl(Path(instruction_pairs["train"]))
     evals = read_jsonl(Path(instruction_pairs["eval"]))
     # Same config + data + base -> same version -> same checkpoint folder, so a crashed run resumes.
