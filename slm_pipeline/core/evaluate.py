@@ -738,8 +738,10 @@ class _Progress:
     def say(self, msg: str) -> None:
         self.sink(msg)
 
-    def step(self, label: str) -> None:
+    def step(self, label: str, quiet: bool = False) -> None:
         self.done += 1
+        if quiet:  # counted for the ETA; its batch was already reported
+            return
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / self.done * (self.total - self.done)
         self.sink(f"[{100 * self.done / self.total:5.1f}%] {label} | elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)}")
@@ -844,7 +846,8 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
             elif kind == "pii":
                 row.update(leaked=pii_leaks(gen.text, item["forbidden"]))
             rows.append(row)
-            progress.step(f"{name}: {kind} {seen[kind]}/{counts[kind]} ({gen.ttft_ms or 0:.0f} ms TTFT)")
+            progress.step(f"{name}: {kind} {seen[kind]}/{counts[kind]} ({gen.ttft_ms or 0:.0f} ms TTFT)",
+                          quiet=k in gens)
     finally:
         _free(model)
     return {"load_seconds": round(load_s, 2)}, rows
