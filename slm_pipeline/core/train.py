@@ -413,7 +413,10 @@ def train_adapter(
     steps_run = trainer.state.global_step - (_step_of(resume) if resume else 0)
     final_eval = None
     if eval_ds is not None:
-        final_eval = trainer.evaluate()["eval_loss"]
+        last = next((h for h in reversed(history) if "eval_loss" in h), None)
+        # The periodic eval usually lands on the last step already; only evaluate again if it did not.
+        final_eval = (last["eval_loss"] if last and last["step"] == trainer.state.global_step
+                      else trainer.evaluate()["eval_loss"])
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
     train_losses = [h["loss"] for h in history if "loss" in h]
 

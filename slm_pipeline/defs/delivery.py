@@ -111,7 +111,7 @@ def eval_report(
     headline = {f"{name}_{k}": v.get(k) for name, v in m.items()
                 for k in ("key_fact_accuracy", "token_f1", "rouge_l", "ood_refusal_rate", "false_refusal_rate",
                           "pii_leaks", "ttft_ms_p50", "ttft_ms_p95", "decode_tokens_per_s")}
-    charts = {k: v for k, v in (result.paths.get("charts") or {}).items()}
+    charts = result.paths.get("charts") or {}
     return dg.Output(
         {"dir": str(out), "version": version, "report": str(result.paths["report_json"]),
          "gate_passed": result.gate.passed, "gate_reasons": result.gate.reasons},
