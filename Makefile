@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install run ui test test-fast bench lint clean browser-deps
+.PHONY: install run ui test test-fast bench lint clean browser-deps llamacpp
 
 install: $(STAMP)
 
@@ -52,6 +52,11 @@ test-fast: install
 
 bench: install
 	$(BIN)/slm-pipeline bench
+
+# Optional: llama-cpp-python, compiled for this CPU (~10 min on 2 cores). Adds the GGUF rows to `make bench`
+# and runs the tests that load our GGUF files in llama.cpp (skipped without it).
+llamacpp: install
+	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e '.[dev,llamacpp]'
 
 lint: install
 	$(BIN)/ruff check slm_pipeline slm_pipeline_tests scripts

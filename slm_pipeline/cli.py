@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .config import PROJECT_ROOT, ConfigError, load_config
+from .core.models import RUNTIMES
 
 
 def _dagster_home() -> Path:
@@ -78,12 +79,13 @@ def cmd_chat(args) -> int:
     """Minimal terminal chat with a model folder (merged model or base), using the policy system prompt."""
     import torch
 
-    from .core.models import load_model, load_tokenizer
+    from .core.models import load_for_inference, load_tokenizer
     from .core.policy import load_policy
 
     cfg = load_config(args.config)
     system = load_policy(cfg.path(cfg.policy_file)).system_prompt
-    tok, model = load_tokenizer(Path(args.model)), load_model(Path(args.model))
+    tok = load_tokenizer(Path(args.model))
+    model = load_for_inference(Path(args.model), runtime=args.runtime or cfg.serve.runtime)
     messages = [{"role": "system", "content": system}]
     print("Type a question (empty line to quit).")
     while (q := input("> ").strip()):
@@ -106,11 +108,11 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
     token = args.token or os.environ.get("SLM_SERVE_TOKEN") or None
-    server = build_server(cfg, args.model, host=args.host, port=args.port, token=token)
+    server = build_server(cfg, args.model, host=args.host, port=args.port, token=token, runtime=args.runtime)
     host = server.server_address[0]
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host} without a token; set SLM_SERVE_TOKEN or --token", file=sys.stderr)
-    print(f"Serving {server.engine.model_dir} as '{server.model_name}' on {server.url}/v1 "
+    print(f"Serving {server.engine.model_dir} ({server.engine.runtime}) as '{server.model_name}' on {server.url}/v1 "
           f"({'bearer token required' if token else 'no token'}); Ctrl+C to stop.", flush=True)
     try:
         server.serve_forever()
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("chat", help="chat in the terminal with a model folder")
     p.add_argument("model", help="e.g. artifacts/quantized_model/<version>/merged")
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-dynamic: ~3x faster on a CPU)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("serve", help="OpenAI-compatible HTTP API over the promoted model (collects feedback)")
@@ -174,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", help="bind address (default serve.host = 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default serve.port = 8000)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SLM_SERVE_TOKEN, else none)")
+    p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-dynamic: ~3x faster on a CPU)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="benchmark training/anonymization/inference vs naive baselines (bench.json/.md)")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.md (default: current dir)")
-    p.add_argument("--train-tokens", type=int, default=1000, help="real (non-pad) training tokens per side")
+    p.add_argument("--train-tokens", type=int, default=3000, help="real (non-pad) training tokens per side")
     p.add_argument("--prompts", type=int, default=6, help="prompts per inference variant")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")

@@ -122,6 +122,11 @@ def test_export_writes_every_variant(exported):
     assert q4["settings"]["tensor_types"].get("Q4_0", 0) > 0 and q4["next_token_cosine"] > 0.98
     assert result.variants["merged"]["merge_max_abs_logit_diff_vs_peft"] < 1e-4
     assert any("nf4" in m for m in messages) and any("GGUF" in m for m in messages)
+    # The int8-dynamic runtime writes no file; its agreement with merged is measured and in the manifest.
+    rt = result.runtimes["int8-dynamic"]
+    assert rt.get("skipped_reason") is None and rt["next_token_cosine"] > 0.99, rt
+    manifest = json.loads(result.manifest_path.read_text())
+    assert manifest["runtimes"]["int8-dynamic"]["top1_agreement"] == rt["top1_agreement"]
 
 
 # ------------------------------------------------------------------------------------------------- bitsandbytes
@@ -227,6 +232,36 @@ def _tiny_arch(path: Path, arch: str, tokenizer, **extra) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def test_gguf_runs_in_llama_cpp_like_the_merged_model(exported):
+    """The real consumer: llama.cpp (what Ollama and llama-server run) loads our file, tokenizes the chat like
+    transformers does and computes the same logits as the merged model (up to Q8_0 rounding)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result, _ = exported
+    merged_dir = Path(result.variants["merged"]["path"])
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(merged_dir)
+    llm = llama_cpp.Llama(model_path=result.variants["gguf-q8_0"]["path"], n_ctx=512, logits_all=True,
+                          verbose=False)
+    try:
+        for chat in CHATS:
+            text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
+            llm.reset()
+            llm.eval(ids)
+            ours = torch.from_numpy(np.array(llm.scores[: len(ids)], dtype=np.float32))
+            with torch.no_grad():
+                ref = merged(torch.tensor([ids])).logits[0]
+            assert torch.nn.functional.cosine_similarity(ours, ref, dim=-1).min() > 0.99
+            assert (ours.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
+    finally:
+        llm.close()
 
 
 @pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
@@ -418,7 +453,7 @@ def test_smollm2_gguf_matches_the_llama_cpp_written_file(tmp_path, smollm2_dir):
                 "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "llama.rope.dimension_count",
                 "tokenizer.ggml.model", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                 "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.add_bos_token",
-                "tokenizer.chat_template", "tokenizer.ggml.token_type"):
+                "tokenizer.chat_template", "tokenizer.ggml.token_type", "tokenizer.ggml.pre"):
         assert ours.fields[key].contents() == ref.fields[key].contents(), key
     assert ours.fields["tokenizer.ggml.tokens"].contents() == ref.fields["tokenizer.ggml.tokens"].contents()
     assert ours.fields["tokenizer.ggml.merges"].contents() == ref.fields["tokenizer.ggml.merges"].contents()
@@ -431,3 +466,29 @@ def test_smollm2_gguf_matches_the_llama_cpp_written_file(tmp_path, smollm2_dir):
         b = dequantize(r.data, r.tensor_type).astype(np.float32)
         rel = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
         assert rel < 0.01, (t.name, rel)  # Q8_0 of exact Q4_1 values; a wrong rope permutation gives ~1.4
+
+
+@pytest.mark.smollm2
+def test_smollm2_q8_0_gguf_answers_like_transformers_in_llama_cpp(tmp_path, smollm2_dir, smollm2_tokenizer):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from slm_pipeline.core.export import write_gguf
+
+    write_gguf(smollm2_dir, tmp_path / "q8_0.gguf", "q8_0")
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    llm = llama_cpp.Llama(model_path=str(tmp_path / "q8_0.gguf"), n_ctx=512, verbose=False)
+    try:
+        for question in ["How do I reset my password?", "What is 12 + 30?"]:
+            text = smollm2_tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                                         add_generation_prompt=True, tokenize=False)
+            ids = smollm2_tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                ref = model.generate(ids, max_new_tokens=16, do_sample=False)[0, ids.shape[1]:].tolist()
+            ours = llm.create_completion(text, max_tokens=16, temperature=0.0)["choices"][0]["text"]
+            ours_ids = smollm2_tokenizer(ours, add_special_tokens=False)["input_ids"]
+            same = sum(a == b for a, b in zip(ours_ids, ref, strict=False))
+            assert same >= 0.75 * len(ref), (question, ours, smollm2_tokenizer.decode(ref))
+    finally:
+        llm.close()

@@ -72,3 +72,49 @@ def test_embedded_smollm2_converts_once_and_round_trips(smollm2_dir, tmp_path):
     # A second resolve reuses the cached folder (no reconversion).
     again = resolve_base_model("embedded:smollm2-135m-instruct", smollm2_dir.parent)
     assert again.path == smollm2_dir and again.seconds < 5
+
+
+@pytest.mark.smollm2
+def test_converted_tokenizer_splits_digits_like_the_original(smollm2_tokenizer):
+    """SmolLM2's GGUF says pre-tokenizer 'smollm' (digits one by one, as its HF tokenizer.json does); the
+    transformers GGUF import drops that, so the conversion restores it. Numbers must tokenize as in pretraining."""
+    ids = smollm2_tokenizer("Order 12345 costs $49.99", add_special_tokens=False)["input_ids"]
+    pieces = [smollm2_tokenizer.decode([i]) for i in ids]
+    assert [p.strip() for p in pieces if p.strip().isdigit()] == list("12345") + list("4999")
+
+
+@pytest.mark.smollm2
+def test_converted_tokenizer_matches_llama_cpp_on_the_original_gguf(smollm2_tokenizer):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    llm = llama_cpp.Llama(model_path=str(embedded_gguf_path("smollm2-135m-instruct")), vocab_only=True,
+                          verbose=False)
+    try:
+        for text in ["Order ORD-123456 costs $49.99 on 2024-03-15.", "Hello  world!\n\n  It's fine, 1000000 times",
+                     "<|im_start|>user\nHi 42<|im_end|>\n", "Ünïcödé — emoji 🚲 and tabs\t!"]:
+            assert smollm2_tokenizer(text, add_special_tokens=False)["input_ids"] == llm.tokenize(
+                text.encode(), add_bos=False, special=True), text
+    finally:
+        llm.close()
+
+
+def test_int8_dynamic_runtime_quantizes_linear_layers_and_still_answers(tiny_model_dir):
+    from slm_pipeline.core.models import load_for_inference
+
+    fp32 = load_for_inference(tiny_model_dir, "cpu", "fp32")
+    q = load_for_inference(tiny_model_dir, "cpu", "int8-dynamic")
+    assert not any(isinstance(m, torch.nn.Linear) for m in q.modules())  # every float Linear replaced
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in q.modules())
+    ids = torch.tensor([[1, 5, 6, 7, 8]])
+    with torch.no_grad():
+        a, b = fp32(ids).logits[0], q(ids).logits[0]
+        assert torch.nn.functional.cosine_similarity(a, b, dim=-1).min() > 0.99
+        assert q.generate(ids, max_new_tokens=4, do_sample=False).shape == (1, 9)
+
+
+def test_unknown_or_gpu_int8_runtime_is_refused(tiny_model_dir):
+    from slm_pipeline.core.models import load_for_inference
+
+    with pytest.raises(ModelResolutionError, match="int8-dynamic"):
+        load_for_inference(tiny_model_dir, "cpu", "int4-magic")
+    with pytest.raises(ModelResolutionError, match="CPU only"):
+        load_for_inference(tiny_model_dir, "cuda", "int8-dynamic")

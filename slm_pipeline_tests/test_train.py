@@ -8,7 +8,16 @@ from conftest import make_tiny_llama
 from safetensors.torch import load_file
 
 from slm_pipeline.config import TrainConfig
-from slm_pipeline.core.train import IGNORE_INDEX, TrainingError, pack, tokenize_chat, train_adapter
+from slm_pipeline.core.train import (
+    IGNORE_INDEX,
+    TrainingError,
+    _collate,
+    build_model,
+    labeled_token_loss,
+    pack,
+    tokenize_chat,
+    train_adapter,
+)
 
 SYSTEM = {"role": "system", "content": "You are LoopBike's support assistant."}
 
@@ -112,14 +121,14 @@ def test_refuses_tiny_dataset(tiny_model_dir, tmp_path):
 def test_nan_loss_stops_with_message(tiny_model_dir, tmp_path, monkeypatch):
     from transformers.models.llama import modeling_llama
 
-    forward = modeling_llama.LlamaForCausalLM.forward
+    forward = modeling_llama.LlamaModel.forward
 
     def diverging_forward(self, *args, **kwargs):  # what an exploding run looks like
         out = forward(self, *args, **kwargs)
-        out.loss = out.loss * float("nan")
+        out.last_hidden_state = out.last_hidden_state * float("nan")
         return out
 
-    monkeypatch.setattr(modeling_llama.LlamaForCausalLM, "forward", diverging_forward)
+    monkeypatch.setattr(modeling_llama.LlamaModel, "forward", diverging_forward)
     with pytest.raises(TrainingError, match="learning_rate"):
         train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(max_steps=10, logging_steps=1), tmp_path / "n",
                       tmp_path / "c")
@@ -129,6 +138,46 @@ def test_unknown_target_module_is_named(tiny_model_dir, tmp_path):
     with pytest.raises(TrainingError, match="c_attn"):
         train_adapter(tiny_model_dir, MEMORIZE, [], tiny_cfg(target_modules=["c_attn"]), tmp_path / "x",
                       tmp_path / "c")
+
+
+def _packed_batch(pad_id: int):
+    a, b, c = [5, 6, 7, 8, 9, 10], [20, 21, 22, 23], [30, 31, 32]
+    rows = pack([(a, [-100, -100] + a[2:]), (b, [-100] + b[1:]), (c, [-100] + c[1:])], seq_len=10, pad_id=pad_id)
+    return rows, (a, b, c)
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed-attention", "stock-sdpa"])
+def test_packed_samples_do_not_attend_to_each_other(tiny_model_dir, packing):
+    """Each sample in a packed row must get exactly the logits it gets alone, whichever attention runs."""
+    cfg = tiny_cfg(packing=packing)
+    model = build_model(tiny_model_dir, cfg, "cpu", "fp32").eval()
+    rows, samples = _packed_batch(pad_id=0)
+    batch = _collate(0)(rows)
+    assert "attention_mask" not in batch and batch["use_cache"] is False
+    with torch.no_grad():
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        for r, row in enumerate(rows):
+            offset = 0
+            for start in [i for i, p in enumerate(row["position_ids"]) if p == 0]:
+                ids = next(s for s in samples if row["input_ids"][start:start + len(s)] == s)
+                alone = model(input_ids=torch.tensor([ids])).logits[0]
+                assert torch.allclose(packed[r, start:start + len(ids)], alone, atol=1e-4), (r, start)
+                offset += len(ids)
+
+
+def test_labeled_token_loss_equals_the_stock_loss(tiny_model_dir):
+    model = build_model(tiny_model_dir, tiny_cfg(packing=False), "cpu", "fp32").eval()
+    ids = torch.tensor([[1, 5, 6, 7, 8, 9], [1, 20, 21, 22, 0, 0]])
+    labels = torch.tensor([[-100, -100, 6, 7, 8, -100], [-100, -100, -100, 22, -100, -100]])
+    mask = torch.tensor([[1] * 6, [1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        stock = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        ours = labeled_token_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+        # with gradient accumulation the Trainer divides by the label count of the whole accumulated batch
+        halved = labeled_token_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels},
+                                    num_items_in_batch=torch.tensor(8))
+    assert torch.allclose(ours, stock, atol=1e-5)
+    assert torch.allclose(halved, stock / 2, atol=1e-5)
 
 
 @pytest.mark.smollm2

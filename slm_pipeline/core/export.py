@@ -96,6 +96,8 @@ class ExportResult:
     modelfile_path: Path | None = None
     serve_commands: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # in-process runtimes of the merged folder ("int8-dynamic") -> agreement metrics, as for variants
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -356,7 +358,7 @@ def _pre_tokenizer_name(tok_json: dict) -> tuple[str, str | None]:
         return p.get("type") == "ByteLevel" and bool(p.get("use_regex", True)) == use_regex
 
     if is_bytelevel(pre, True):
-        return "gpt2", None
+        return "gpt-2", None  # llama.cpp's name (with the dash); "gpt2" is refused at load
     if pre.get("type") == "Sequence":
         parts = pre.get("pretokenizers", [])
         if (len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits")
@@ -1205,7 +1207,25 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
                         "verified_with": "transformers gguf_file loader (de-quantized to fp32)"}
             verify(key, lambda p=path: _load_gguf(p, device), path, settings, time.perf_counter() - t0)
 
-        # 4. Modelfile ----------------------------------------------------------------------------------
+        # 4. in-process runtimes of the merged folder (nothing written: quantized when loaded) --------------
+        runtimes: dict[str, dict[str, Any]] = {}
+        if device == "cpu":
+            from .models import quantize_dynamic_int8
+
+            _progress(progress, "Verifying runtime int8-dynamic (merged, Linear layers int8 at load) against merged")
+            try:
+                cand, ls, rss_d = _timed_load(lambda: quantize_dynamic_int8(load_model(tmp / "merged", "cpu")))
+                runtimes["int8-dynamic"] = {
+                    "of_variant": "merged", "load_seconds": round(ls, 3), "rss_delta_bytes": rss_d,
+                    "how": "serve.runtime: int8-dynamic (or --runtime int8-dynamic)",
+                    **verify_variant(reference, cand, tokenizer, verify_prompts, max_new_tokens=max_new,
+                                     reference_outputs=ref_out)}
+                del cand
+                _free()
+            except Exception as e:  # e.g. a torch build without the x86/fbgemm quantized engine
+                runtimes["int8-dynamic"] = {"skipped_reason": f"{type(e).__name__}: {e}"}
+
+        # 5. Modelfile ----------------------------------------------------------------------------------
         ggufs = [k for k in (f"gguf-{cfg.ollama_gguf}", "gguf-q8_0", "gguf-q4_0") if (variants.get(k) or {}).get("path")]
         modelfile_info: dict[str, Any] = {"path": None, "skipped_reason": None}
         if ggufs:
@@ -1228,7 +1248,7 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
         reference = None  # free the merged model before hashing (the closure above is done with it)
         _free()
 
-        # 5. manifest -----------------------------------------------------------------------------------
+        # 6. manifest -----------------------------------------------------------------------------------
         serve, serve_notes = _serve_commands(final, base_path, adapter_path, name, adapter_cfg, variants,
                                              modelfile_final)
         notes.extend(serve_notes)
@@ -1251,6 +1271,7 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
             system_prompt=system_prompt,
             verify_prompts=verify_prompts,
             variants=variants,
+            runtimes=runtimes,
             modelfile=modelfile_info,
             serve_commands=serve,
             files=files,
@@ -1261,4 +1282,4 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
 
     return ExportResult(out_dir=final, variants=variants, manifest_path=final / "manifest.json",
                         seconds=time.perf_counter() - t_start, modelfile_path=modelfile_final,
-                        serve_commands=serve, notes=notes)
+                        serve_commands=serve, notes=notes, runtimes=runtimes)

@@ -98,14 +98,16 @@ class Generation:
 class ChatEngine:
     """A chat model folder (HF: config.json, weights, tokenizer with chat template) that answers messages."""
 
-    def __init__(self, model_dir: str | Path, system_prompt: str | None = None, device: str | None = None):
-        from .models import load_model, load_tokenizer
+    def __init__(self, model_dir: str | Path, system_prompt: str | None = None, device: str | None = None,
+                 runtime: str = "auto"):
+        from .models import load_for_inference, load_tokenizer
 
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(f"{self.model_dir} is not a model folder (no config.json)")
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.model = load_model(self.model_dir, device=device)
+        self.runtime = runtime
+        self.model = load_for_inference(self.model_dir, device=device, runtime=runtime)
         self.system_prompt = system_prompt
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
@@ -643,7 +645,8 @@ def _usage(gen: Generation) -> dict:
 
 
 def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, host: str | None = None,
-                 port: int | None = None, token: str | None = None, log_questions: bool | None = None) -> ChatServer:
+                 port: int | None = None, token: str | None = None, log_questions: bool | None = None,
+                 runtime: str | None = None) -> ChatServer:
     """Everything `slm-pipeline serve` needs: model (promoted by default), policy system prompt, feedback store,
     question log with the pipeline's anonymizer. Binds the socket; call serve_forever() on the result."""
     from .policy import load_policy
@@ -652,7 +655,7 @@ def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, h
     policy_file = cfg.path(cfg.policy_file)
     system_prompt = load_policy(policy_file).system_prompt if policy_file.exists() else None
     store = FeedbackStore(feedback_db_path(cfg.path(cfg.artifacts_dir)), cfg.feedback.negative_max_stars)
-    engine = ChatEngine(model, system_prompt)
+    engine = ChatEngine(model, system_prompt, runtime=runtime or cfg.serve.runtime)
     qlog = None
     if cfg.feedback.log_questions if log_questions is None else log_questions:
         anonymize_cfg = cfg.anonymize

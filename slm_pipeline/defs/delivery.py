@@ -53,6 +53,10 @@ def quantized_model(
                      "top1_agreement": v.get("top1_agreement", ""), "greedy_match": v.get("greedy_match", ""),
                      "load_s": v.get("load_seconds", ""), "skipped": v.get("skipped_reason") or ""})
         meta.update(numbers(f"{name}_", {"size_mb": rows[-1]["size_mb"], "top1_agreement": v.get("top1_agreement")}))
+    for name, r in result.runtimes.items():  # quantized at load from merged: no file of its own
+        rows.append({"variant": f"merged @ runtime {name}", "size_mb": "", "top1_agreement": r.get("top1_agreement", ""),
+                     "greedy_match": r.get("greedy_match", ""), "load_s": r.get("load_seconds", ""),
+                     "skipped": r.get("skipped_reason") or ""})
     available = {n: v["path"] for n, v in result.variants.items() if not v.get("skipped_reason")}
     return dg.Output(
         {"dir": str(out), "version": version, "variants": available, "manifest": str(result.manifest_path)},
