@@ -304,10 +304,10 @@ def _load_variant(kind: str, base_path: Path, tmp: Path):
         return load_model(base_path, "cpu", torch.float32)
     if kind == "hf-bf16":
         return load_model(base_path, "cpu", torch.bfloat16)
-    if kind == "int8-dynamic":
+    if kind == "int8-weights":
         from .core.models import load_for_inference
 
-        return load_for_inference(base_path, "cpu", "int8-dynamic")
+        return load_for_inference(base_path, "cpu", "int8-weights")
     if kind in ("int8", "nf4"):
         from transformers import AutoModelForCausalLM
 
@@ -339,7 +339,7 @@ def _gguf_generate(llm, tokenizer, prompt: str, system: str, max_new: int) -> di
 
 
 def bench_inference(base_path: Path, system_prompt: str, prompts: list[str] | None = None, max_new_tokens: int = 32,
-                    variants: tuple[str, ...] = ("hf-fp32", "hf-bf16", "int8-dynamic", "int8", "nf4"),
+                    variants: tuple[str, ...] = ("hf-fp32", "hf-bf16", "int8-weights", "int8", "nf4"),
                     gguf: tuple[str, ...] = ("q8_0", "q4_0"),
                     slow_cutoff_s: float = 30.0, log: Callable[[str], None] | None = None) -> dict:
     """Per prompt, round-robin over all loaded variants (same prompts, same greedy settings)."""

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("chat", help="chat in the terminal with a model folder")
     p.add_argument("model", help="e.g. artifacts/quantized_model/<version>/merged")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-dynamic: ~3x faster on a CPU)")
+    p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-weights: ~3x faster on a CPU)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("serve", help="OpenAI-compatible HTTP API over the promoted model (collects feedback)")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", help="bind address (default serve.host = 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default serve.port = 8000)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SLM_SERVE_TOKEN, else none)")
-    p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-dynamic: ~3x faster on a CPU)")
+    p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-weights: ~3x faster on a CPU)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="benchmark training/anonymization/inference vs naive baselines (bench.json/.md)")

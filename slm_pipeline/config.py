@@ -197,11 +197,11 @@ class ServeConfig(_Section):
     variant: str = Field(
         "merged", description="Which promoted variant to serve (key of promoted.json 'variants': merged, nf4, int8)."
     )
-    runtime: Literal["auto", "fp32", "bf16", "int8-dynamic"] = Field(
+    runtime: Literal["auto", "fp32", "bf16", "int8-weights"] = Field(
         "auto",
-        description="How a plain HF variant (merged) runs: auto = bf16 on a bf16 GPU, else fp32; int8-dynamic = "
-        "int8 weights quantized at load on the CPU (~3x fp32 decode speed; its agreement with fp32 is in the "
-        "export manifest, runtimes.int8-dynamic).",
+        description="How a plain HF variant (merged) runs: auto = bf16 on a bf16 GPU, else fp32; int8-weights = "
+        "CPU, weights quantized to int8 when loaded, bf16 activations (~3x fp32 decode speed; its agreement with "
+        "fp32 is in the export manifest, runtimes.int8-weights).",
     )
     max_tokens_limit: int = Field(512, ge=1, description="Requests asking for more new tokens get a 400.")
     default_max_tokens: int = Field(256, ge=1, description="New tokens when a request gives no max_tokens.")

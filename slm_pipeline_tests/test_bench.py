@@ -35,10 +35,10 @@ def test_bench_helpers_on_tiny_model(tiny_model_dir, tmp_path):
     assert train["speedup"] > 0
 
     inf = bench_inference(tiny_model_dir, system, prompts=["Hi there", "How do I pay?"], max_new_tokens=4,
-                          variants=("hf-fp32", "hf-bf16", "int8-dynamic"), gguf=("q8_0",))
+                          variants=("hf-fp32", "hf-bf16", "int8-weights"), gguf=("q8_0",))
     fp32 = inf["variants"]["hf-fp32"]
     assert fp32["n"] == 2 and fp32["ttft_ms_p50"] > 0
-    assert inf["variants"]["hf-bf16"]["n"] == 2 and inf["variants"]["int8-dynamic"]["n"] == 2
+    assert inf["variants"]["hf-bf16"]["n"] == 2 and inf["variants"]["int8-weights"]["n"] == 2
     gguf = inf["variants"]["gguf-q8_0 (llama.cpp)"]  # measured with llama-cpp-python, else says why not
     assert gguf.get("n") == 2 or "not installed" in gguf["skipped"], gguf
     assert inf["batched"]["speedup"] > 0

@@ -122,11 +122,11 @@ def test_export_writes_every_variant(exported):
     assert q4["settings"]["tensor_types"].get("Q4_0", 0) > 0 and q4["next_token_cosine"] > 0.98
     assert result.variants["merged"]["merge_max_abs_logit_diff_vs_peft"] < 1e-4
     assert any("nf4" in m for m in messages) and any("GGUF" in m for m in messages)
-    # The int8-dynamic runtime writes no file; its agreement with merged is measured and in the manifest.
-    rt = result.runtimes["int8-dynamic"]
+    # The int8-weights runtime writes no file; its agreement with merged is measured and in the manifest.
+    rt = result.runtimes["int8-weights"]
     assert rt.get("skipped_reason") is None and rt["next_token_cosine"] > 0.99, rt
     manifest = json.loads(result.manifest_path.read_text())
-    assert manifest["runtimes"]["int8-dynamic"]["top1_agreement"] == rt["top1_agreement"]
+    assert manifest["runtimes"]["int8-weights"]["top1_agreement"] == rt["top1_agreement"]
 
 
 # ------------------------------------------------------------------------------------------------- bitsandbytes

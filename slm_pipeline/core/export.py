@@ -96,7 +96,7 @@ class ExportResult:
     modelfile_path: Path | None = None
     serve_commands: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    # in-process runtimes of the merged folder ("int8-dynamic") -> agreement metrics, as for variants
+    # in-process runtimes of the merged folder ("int8-weights") -> agreement metrics, as for variants
     runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -1210,20 +1210,20 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
         # 4. in-process runtimes of the merged folder (nothing written: quantized when loaded) --------------
         runtimes: dict[str, dict[str, Any]] = {}
         if device == "cpu":
-            from .models import quantize_dynamic_int8
+            from .models import load_for_inference
 
-            _progress(progress, "Verifying runtime int8-dynamic (merged, Linear layers int8 at load) against merged")
+            _progress(progress, "Verifying runtime int8-weights (merged, int8 weights at load) against merged")
             try:
-                cand, ls, rss_d = _timed_load(lambda: quantize_dynamic_int8(load_model(tmp / "merged", "cpu")))
-                runtimes["int8-dynamic"] = {
+                cand, ls, rss_d = _timed_load(lambda: load_for_inference(tmp / "merged", "cpu", "int8-weights"))
+                runtimes["int8-weights"] = {
                     "of_variant": "merged", "load_seconds": round(ls, 3), "rss_delta_bytes": rss_d,
-                    "how": "serve.runtime: int8-dynamic (or --runtime int8-dynamic)",
+                    "how": "serve.runtime: int8-weights (or --runtime int8-weights)",
                     **verify_variant(reference, cand, tokenizer, verify_prompts, max_new_tokens=max_new,
                                      reference_outputs=ref_out)}
                 del cand
                 _free()
-            except Exception as e:  # e.g. a torch build without the x86/fbgemm quantized engine
-                runtimes["int8-dynamic"] = {"skipped_reason": f"{type(e).__name__}: {e}"}
+            except Exception as e:  # e.g. a torch build without the int8 weight matmul on this CPU
+                runtimes["int8-weights"] = {"skipped_reason": f"{type(e).__name__}: {e}"}
 
         # 5. Modelfile ----------------------------------------------------------------------------------
         ggufs = [k for k in (f"gguf-{cfg.ollama_gguf}", "gguf-q8_0", "gguf-q4_0") if (variants.get(k) or {}).get("path")]
