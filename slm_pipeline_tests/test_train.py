@@ -180,6 +180,30 @@ def test_labeled_token_loss_equals_the_stock_loss(tiny_model_dir):
     assert torch.allclose(halved, stock / 2, atol=1e-5)
 
 
+def test_recipe_loss_runs_under_the_trainers_mixed_precision(tiny_model_dir, tmp_path, monkeypatch):
+    """accelerate autocasts model.forward only; our loss bypasses it, so the trainer must enter autocast itself
+    (without it a bf16 run silently computes the adapters in fp32, ~25% slower on CPU)."""
+    from transformers import TrainingArguments
+
+    from slm_pipeline.core import train as train_mod
+
+    seen = []
+    real = train_mod.labeled_token_loss
+
+    def spy(*a, **kw):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "labeled_token_loss", spy)
+    model = build_model(tiny_model_dir, tiny_cfg(), "cpu", "fp32")
+    args = TrainingArguments(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none",
+                             remove_unused_columns=False)
+    trainer = train_mod._make_trainer(model=model, args=args)
+    rows, _ = _packed_batch(pad_id=0)
+    trainer.compute_loss(model, _collate(0)(rows))
+    assert seen == [True]
+
+
 @pytest.mark.smollm2
 def test_smollm2_learns_demo_faq_in_a_few_steps(smollm2_dir, tmp_path):
     import csv

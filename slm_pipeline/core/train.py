@@ -235,7 +235,10 @@ def _make_trainer(**kwargs):
 
     class AssistantTokenTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = labeled_token_loss(model, inputs, num_items_in_batch)
+            # The Trainer leaves mixed precision to accelerate, which autocasts model.forward only; this loss
+            # calls the decoder and lm_head directly, so it must enter the same autocast itself.
+            with self.accelerator.autocast():
+                loss = labeled_token_loss(model, inputs, num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return AssistantTokenTrainer(**kwargs)
