@@ -33,6 +33,9 @@ from .models import load_tokenizer, pick_device
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
+# Bumped when the recipe trains a different adapter from the same inputs; part of lora_adapter's version, so a
+# re-run never resumes a checkpoint of an older recipe. 2: packed samples attend only to themselves.
+RECIPE_VERSION = "2"
 
 
 class TrainingError(RuntimeError):

@@ -8,7 +8,7 @@ import dagster as dg
 
 from ..core.artifacts import atomic_dir, read_jsonl, set_latest, write_manifest
 from ..core.models import resolve_base_model
-from ..core.train import plot_loss_curve, train_adapter
+from ..core.train import RECIPE_VERSION, plot_loss_curve, train_adapter
 from .resources import (
     PipelineSettings,
     TrainOverrides,
@@ -56,7 +56,7 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
 @dg.asset(
     group_name=GROUP,
     kinds={"pytorch", "peft"},
-    code_version="1",
+    code_version=RECIPE_VERSION,
     owners=["team:ml"],
     description="LoRA / QLoRA / DoRA adapter trained on instruction_pairs (loss on assistant tokens only, packed "
     "sequences, checkpoints every train.save_steps; a re-run with the same inputs resumes from the latest "
@@ -70,7 +70,8 @@ def lora_adapter(
     train = read_jsonl(Path(instruction_pairs["train"]))
     evals = read_jsonl(Path(instruction_pairs["eval"]))
     # Same config + data + base -> same version -> same checkpoint folder, so a crashed run resumes.
-    version = version_of(instruction_pairs["version"], base_model["fingerprint"], cfg.train.model_dump())
+    version = version_of(instruction_pairs["version"], base_model["fingerprint"], cfg.train.model_dump(),
+                         RECIPE_VERSION)
     root = asset_dir(cfg, "lora_adapter")
     out = root / version
     with atomic_dir(out) as tmp:
