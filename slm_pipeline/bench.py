@@ -320,12 +320,6 @@ def _load_variant(kind: str, base_path: Path, tmp: Path):
     raise ValueError(kind)
 
 
-def llama_cpp_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
 def _gguf_generate(llm, tokenizer, prompt: str, system: str, max_new: int) -> dict:
     text = tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
                                          add_generation_prompt=True, tokenize=False)
@@ -344,6 +338,7 @@ def bench_inference(base_path: Path, system_prompt: str, prompts: list[str] | No
                     slow_cutoff_s: float = 30.0, log: Callable[[str], None] | None = None) -> dict:
     """Per prompt, round-robin over all loaded variants (same prompts, same greedy settings)."""
     from .core.evaluate import _quiet_bnb_logs, generate_answer, generate_batch
+    from .core.export import llama_cpp_available
     from .core.models import load_tokenizer
 
     prompts = list(prompts or DEFAULT_PROMPTS)

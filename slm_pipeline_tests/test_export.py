@@ -234,6 +234,16 @@ def _tiny_arch(path: Path, arch: str, tokenizer, **extra) -> Path:
     return path
 
 
+def test_export_verifies_gguf_in_llama_cpp_when_installed(exported):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    result, messages = exported
+    q8 = result.variants["gguf-q8_0"]
+    assert "llama.cpp" in q8["settings"]["verified_with"] and "llama_cpp_error" not in q8, q8
+    assert q8["llama_cpp_prompt_tokens_match"] == 1.0 and q8["llama_cpp_top1_agreement"] == 1.0
+    assert q8["llama_cpp_greedy_token_agreement"] >= 0.5
+    assert any("in llama.cpp" in m for m in messages)
+
+
 def test_gguf_runs_in_llama_cpp_like_the_merged_model(exported):
     """The real consumer: llama.cpp (what Ollama and llama-server run) loads our file, tokenizes the chat like
     transformers does and computes the same logits as the merged model (up to Q8_0 rounding)."""

@@ -1074,6 +1074,50 @@ def verify_variant(reference_model, candidate_model, tokenizer, prompts: Sequenc
     }
 
 
+def llama_cpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def verify_gguf_in_llama_cpp(gguf_path: Path, tokenizer, prompts: Sequence, reference_outputs: list[dict],
+                             max_new_tokens: int) -> dict:
+    """Run a GGUF in llama.cpp itself (what Ollama and llama-server use) and compare with the merged model's
+    reference outputs: same prompt tokens, next-token top-1, greedy continuation. Needs llama-cpp-python."""
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+
+    texts = [_chat(tokenizer, _as_messages(p)) for p in prompts]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    # logits_all keeps every position's logits (n_ctx x vocab floats), so size the context to the prompts
+    llm = Llama(model_path=str(gguf_path), n_ctx=max(map(len, encoded)) + max_new_tokens + 8, logits_all=True,
+                n_threads=torch.get_num_threads(), verbose=False)
+    same_tokens, top1, exact, prefix = [], [], [], []
+    try:
+        for text, ids, ref in zip(texts, encoded, reference_outputs, strict=True):
+            same_tokens.append(float(llm.tokenize(text.encode(), add_bos=False, special=True) == ids))
+            llm.reset()
+            llm.eval(ids)
+            top1.append(float(int(np.argmax(llm.scores[llm.n_tokens - 1])) == int(ref["logits"][-1].argmax())))
+            out = []
+            for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
+                if llm.token_eos() == token or len(out) >= len(ref["tokens"]):
+                    break
+                out.append(int(token))
+            rt = [t for t in ref["tokens"] if t != llm.token_eos()]
+            exact.append(float(out == rt))
+            n = 0
+            while n < min(len(out), len(rt)) and out[n] == rt[n]:
+                n += 1
+            prefix.append(n / max(1, len(rt)))
+    finally:
+        llm.close()
+    mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
+    return {"llama_cpp_prompt_tokens_match": mean(same_tokens), "llama_cpp_top1_agreement": mean(top1),
+            "llama_cpp_greedy_match": mean(exact), "llama_cpp_greedy_token_agreement": mean(prefix)}
+
+
 # --------------------------------------------------------------------------------------------------- orchestration
 
 
@@ -1206,6 +1250,13 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
                         "embeddings_q8_0": qtype == "q4_0" and q4_emb_q8,
                         "verified_with": "transformers gguf_file loader (de-quantized to fp32)"}
             verify(key, lambda p=path: _load_gguf(p, device), path, settings, time.perf_counter() - t0)
+            if llama_cpp_available() and key in variants:  # the real consumer, when the optional extra is there
+                _progress(progress, f"Verifying {key} in llama.cpp against merged")
+                try:
+                    variants[key].update(verify_gguf_in_llama_cpp(path, tokenizer, verify_prompts, ref_out, max_new))
+                    settings["verified_with"] += " and llama.cpp (llama-cpp-python)"
+                except Exception as e:
+                    variants[key]["llama_cpp_error"] = f"{type(e).__name__}: {e}"
 
         # 4. in-process runtimes of the merged folder (nothing written: quantized when loaded) --------------
         runtimes: dict[str, dict[str, Any]] = {}

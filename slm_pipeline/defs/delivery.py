@@ -51,11 +51,12 @@ def quantized_model(
     for name, v in result.variants.items():
         rows.append({"variant": name, "size_mb": round((v.get("size_bytes") or 0) / 2**20, 1),
                      "top1_agreement": v.get("top1_agreement", ""), "greedy_match": v.get("greedy_match", ""),
+                     "llama_cpp_top1": v.get("llama_cpp_top1_agreement", ""),
                      "load_s": v.get("load_seconds", ""), "skipped": v.get("skipped_reason") or ""})
         meta.update(numbers(f"{name}_", {"size_mb": rows[-1]["size_mb"], "top1_agreement": v.get("top1_agreement")}))
     for name, r in result.runtimes.items():  # quantized at load from merged: no file of its own
         rows.append({"variant": f"merged @ runtime {name}", "size_mb": "", "top1_agreement": r.get("top1_agreement", ""),
-                     "greedy_match": r.get("greedy_match", ""), "load_s": r.get("load_seconds", ""),
+                     "greedy_match": r.get("greedy_match", ""), "llama_cpp_top1": "", "load_s": r.get("load_seconds", ""),
                      "skipped": r.get("skipped_reason") or ""})
     available = {n: v["path"] for n, v in result.variants.items() if not v.get("skipped_reason")}
     return dg.Output(
