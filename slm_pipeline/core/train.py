@@ -29,7 +29,7 @@ import torch
 
 from ..config import TrainConfig
 from .artifacts import atomic_write_text
-from .models import load_tokenizer, pick_device
+from .models import cpu_supports_bf16, load_tokenizer, pick_device
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -300,13 +300,6 @@ def _register_packed_attention() -> None:
     from transformers import AttentionInterface
 
     AttentionInterface.register(PACKED_ATTENTION, packed_causal_attention)
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
 
 
 def resolve_precision(cfg: TrainConfig, device: str) -> str:
