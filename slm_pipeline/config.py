@@ -195,7 +195,8 @@ class ServeConfig(_Section):
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
     model_name: str = Field("slm-support", description="Model id served in /v1/models and expected in requests.")
     variant: str = Field(
-        "merged", description="Which promoted variant to serve (key of promoted.json 'variants': merged, nf4, int8)."
+        "merged", description="Which promoted variant to serve (key of promoted.json 'variants': merged, nf4, int8, "
+        "or gguf-q8_0 / gguf-q4_0, which run in llama.cpp and need the llamacpp extra).",
     )
     runtime: Literal["auto", "fp32", "bf16", "int8-weights"] = Field(
         "auto",

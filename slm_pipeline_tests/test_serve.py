@@ -218,3 +218,51 @@ def test_promoted_model_pointer(tmp_path):
     assert str(promoted_model_path(cfg, "nf4")) == "/m/nf4"
     with pytest.raises(ValueError, match="no variant 'int8'"):
         promoted_model_path(cfg, "int8")
+
+
+# ------------------------------------------------------------------------------------------- GGUF via llama.cpp
+
+
+def test_serving_a_gguf_without_llama_cpp_says_how_to_get_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    from slm_pipeline.core.serve import load_engine
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    (tmp_path / "model-q8_0.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ValueError, match="make llamacpp"):
+        load_engine(tmp_path / "model-q8_0.gguf", "You help.")
+
+
+def test_gguf_is_served_by_llama_cpp_over_http(tmp_path, tiny_model_dir):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    from slm_pipeline.config import ServeConfig
+    from slm_pipeline.core.export import write_gguf
+    from slm_pipeline.core.serve import ChatServer, LlamaCppChatEngine, load_engine
+
+    gguf = tmp_path / "model-q8_0.gguf"
+    write_gguf(tiny_model_dir, gguf, "q8_0")
+    engine = load_engine(gguf, "You are LoopBike's support assistant.")
+    assert isinstance(engine, LlamaCppChatEngine) and engine.max_positions == 1024
+    messages = [{"role": "user", "content": "How do I unlock a bike?"}]
+    whole = engine.generate(messages, max_new_tokens=6)
+    assert whole.completion_tokens == 6 and whole.finish_reason == "length" and whole.prompt_tokens > 10
+    *pieces, last = list(engine.stream(messages, max_new_tokens=6))
+    assert "".join(pieces) == last.text == whole.text  # greedy: streamed == non-streamed
+    assert last.completion_tokens == 6 and last.finish_reason == "length"
+
+    store = FeedbackStore(feedback_db_path(tmp_path / "artifacts"))
+    server = ChatServer(engine, store, ServeConfig(port=0, max_tokens_limit=16), host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        api = {"port": server.server_address[1]}
+        status, doc, _ = call(api, "POST", "/v1/chat/completions", {"messages": messages, "max_tokens": 6}, token=None)
+        assert status == 200 and doc["choices"][0]["message"]["content"] == whole.text, doc
+        long = [{"role": "user", "content": "bike " * 1100}]
+        status, doc, _ = call(api, "POST", "/v1/chat/completions", {"messages": long, "max_tokens": 6}, token=None)
+        assert_error(status, doc, 400, "context window")
+    finally:
+        server.close()
+        thread.join(TIMEOUT)

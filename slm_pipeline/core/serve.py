@@ -1,4 +1,5 @@
-"""OpenAI-compatible HTTP API over a model folder, on the standard library's ThreadingHTTPServer.
+"""OpenAI-compatible HTTP API over a model folder (transformers) or a GGUF file (llama.cpp), on the standard
+library's ThreadingHTTPServer.
 
 Endpoints
 ---------
@@ -44,6 +45,7 @@ __all__ = [
     "ApiError",
     "ChatEngine",
     "ChatServer",
+    "LlamaCppChatEngine",
     "QuestionLog",
     "build_server",
     "promoted_model_path",
@@ -95,7 +97,34 @@ class Generation:
     finish_reason: str  # "stop" | "length"
 
 
-class ChatEngine:
+class _TrimmedStream:
+    """Turns raw text pieces into pieces that concatenate to exactly the stripped full text: leading whitespace
+    is dropped and trailing whitespace held back until more text follows. `sent` is the text so far."""
+
+    def __init__(self):
+        self.sent, self._pending = "", ""
+
+    def feed(self, piece: str) -> str:
+        self._pending += piece
+        if not self.sent:
+            self._pending = self._pending.lstrip()
+        body = self._pending.rstrip()
+        if body:
+            self.sent += body
+            self._pending = self._pending[len(body):]
+        return body
+
+
+class _Engine:
+    system_prompt: str | None = None
+
+    def with_system_prompt(self, messages: list[dict]) -> list[dict]:
+        if self.system_prompt and not any(m["role"] == "system" for m in messages):
+            return [{"role": "system", "content": self.system_prompt}, *messages]
+        return messages
+
+
+class ChatEngine(_Engine):
     """A chat model folder (HF: config.json, weights, tokenizer with chat template) that answers messages."""
 
     def __init__(self, model_dir: str | Path, system_prompt: str | None = None, device: str | None = None,
@@ -113,11 +142,6 @@ class ChatEngine:
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.lock = threading.Lock()  # one generation at a time
-
-    def with_system_prompt(self, messages: list[dict]) -> list[dict]:
-        if self.system_prompt and not any(m["role"] == "system" for m in messages):
-            return [{"role": "system", "content": self.system_prompt}, *messages]
-        return messages
 
     def encode(self, messages: list[dict], max_new_tokens: int):
         enc = self.tokenizer.apply_chat_template(self.with_system_prompt(messages), add_generation_prompt=True,
@@ -195,16 +219,10 @@ class ChatEngine:
 
         worker = threading.Thread(target=run, name="slm-serve-generate", daemon=True)
         worker.start()
-        sent, pending = "", ""
+        text = _TrimmedStream()
         try:
             for piece in streamer:
-                pending += piece
-                if not sent:
-                    pending = pending.lstrip()
-                body = pending.rstrip()  # hold trailing whitespace back until more text follows
-                if body:
-                    sent += body
-                    pending = pending[len(body):]
+                if body := text.feed(piece):
                     yield body
         finally:
             cancel.set()  # stops generation at the next token if the consumer went away
@@ -212,7 +230,79 @@ class ChatEngine:
         if "error" in holder:
             raise holder["error"]
         new = holder["out"][0][n_prompt:].tolist()
-        yield Generation(sent, n_prompt, len(new), self._finish(new, max_new_tokens))
+        yield Generation(text.sent, n_prompt, len(new), self._finish(new, max_new_tokens))
+
+
+class LlamaCppChatEngine(_Engine):
+    """ChatEngine's interface over a GGUF file run in-process by llama.cpp (the optional llama-cpp-python):
+    on a CPU it decodes ~7x faster than transformers fp32. Chats are rendered with the chat template stored in
+    the GGUF (our export writes the model's HF template there)."""
+
+    runtime = "llama.cpp"
+
+    def __init__(self, gguf_path: str | Path, system_prompt: str | None = None, n_ctx: int = 0):
+        import importlib.util
+        import os
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ValueError(f"serving the GGUF file {gguf_path} needs llama-cpp-python: run `make llamacpp` "
+                             "(or pip install -e '.[llamacpp]'), or serve an HF folder such as the merged variant")
+        from llama_cpp import Llama
+
+        self.model_dir = Path(gguf_path)
+        if not self.model_dir.is_file():
+            raise FileNotFoundError(f"{self.model_dir} does not exist")
+        self.system_prompt = system_prompt
+        # n_ctx 0 = the model's own context length
+        self.llm = Llama(model_path=str(self.model_dir), n_ctx=n_ctx, n_threads=os.cpu_count(), verbose=False)
+        self.max_positions = self.llm.n_ctx()
+        self.lock = threading.Lock()
+
+    def _complete(self, messages: list[dict], max_new_tokens: int, temperature: float, top_p: float | None,
+                  seed: int | None, stream: bool):
+        # OpenAI semantics: only temperature/top_p shape sampling (llama.cpp's top_k/min_p defaults are off).
+        try:
+            return self.llm.create_chat_completion(
+                messages=self.with_system_prompt(messages), max_tokens=max_new_tokens, stream=stream,
+                temperature=temperature, top_p=1.0 if top_p is None else top_p, top_k=0, min_p=0.0, seed=seed)
+        except ValueError as e:
+            if "context window" in str(e):
+                raise ApiError(400, f"{e}; lower max_tokens or shorten the conversation",
+                               code="context_length_exceeded", param="messages") from None
+            raise
+
+    def generate(self, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
+                 top_p: float | None = None, seed: int | None = None) -> Generation:
+        out = self._complete(messages, max_new_tokens, temperature, top_p, seed, stream=False)
+        choice, usage = out["choices"][0], out["usage"]
+        return Generation(choice["message"]["content"].strip(), usage["prompt_tokens"], usage["completion_tokens"],
+                          "length" if choice["finish_reason"] == "length" else "stop")
+
+    def stream(self, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
+               top_p: float | None = None, seed: int | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str | Generation]:
+        chunks = self._complete(messages, max_new_tokens, temperature, top_p, seed, stream=True)
+        text, tokens, finish = _TrimmedStream(), 0, "stop"
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                finish = "length" if choice.get("finish_reason") == "length" else finish
+                if piece := choice["delta"].get("content"):
+                    tokens += 1  # llama-cpp-python yields one chunk per generated token
+                    if body := text.feed(piece):
+                        yield body
+                if cancel is not None and cancel.is_set():
+                    break
+        finally:
+            chunks.close()  # stops llama.cpp if the consumer went away
+        yield Generation(text.sent, max(self.llm.n_tokens - tokens, 0), tokens, finish)
+
+
+def load_engine(model: Path, system_prompt: str | None, runtime: str = "auto") -> ChatEngine | LlamaCppChatEngine:
+    """A .gguf file runs in llama.cpp; anything else is an HF folder run by transformers with `runtime`."""
+    if model.suffix == ".gguf":
+        return LlamaCppChatEngine(model, system_prompt)
+    return ChatEngine(model, system_prompt, runtime=runtime)
 
 
 # ------------------------------------------------------------------------------------------- question log
@@ -287,7 +377,7 @@ class ChatServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, engine: ChatEngine, store: FeedbackStore, serve_cfg: ServeConfig | None = None, *,
+    def __init__(self, engine: ChatEngine | LlamaCppChatEngine, store: FeedbackStore, serve_cfg: ServeConfig | None = None, *,
                  host: str | None = None, port: int | None = None, token: str | None = None,
                  model_name: str | None = None, question_log: QuestionLog | None = None):
         self.cfg = serve_cfg or ServeConfig()
@@ -655,7 +745,7 @@ def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, h
     policy_file = cfg.path(cfg.policy_file)
     system_prompt = load_policy(policy_file).system_prompt if policy_file.exists() else None
     store = FeedbackStore(feedback_db_path(cfg.path(cfg.artifacts_dir)), cfg.feedback.negative_max_stars)
-    engine = ChatEngine(model, system_prompt, runtime=runtime or cfg.serve.runtime)
+    engine = load_engine(model, system_prompt, runtime or cfg.serve.runtime)
     qlog = None
     if cfg.feedback.log_questions if log_questions is None else log_questions:
         anonymize_cfg = cfg.anonymize
