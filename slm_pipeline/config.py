@@ -151,7 +151,9 @@ class EvalConfig(_Section):
     )
     batch_size: int = Field(16, ge=1, description="Prompts per batched greedy generation.")
     variants: list[str] = Field(
-        default_factory=lambda: ["base", "merged"], description="Models to evaluate: base, merged, nf4, int8."
+        default_factory=lambda: ["base", "merged"],
+        description="Models to evaluate: base, merged, nf4, int8; 'merged@int8-weights' (or @bf16) evaluates the "
+        "merged model on that serve.runtime.",
     )
     promotion_margin: float = Field(0.0, description="Tuned must beat base on the headline metric by this much.")
     min_ood_refusal_rate: float = Field(0.5, ge=0.0, le=1.0)

@@ -292,7 +292,8 @@ def test_run_eval_tiny_model(tiny_model_dir, tmp_path):
     messages = []
     out = tmp_path / "eval"
     result = run_eval(
-        {"base": tiny_model_dir, "merged": tiny_model_dir, "int8": tmp_path / "missing-variant"},
+        {"base": tiny_model_dir, "merged": tiny_model_dir, "merged@int8-weights": tiny_model_dir,
+         "int8": tmp_path / "missing-variant"},
         GOLD, OOD, PII, SYSTEM, REFUSAL, cfg, out, train_history=HISTORY, progress=messages.append,
     )
     # files
@@ -312,10 +313,11 @@ def test_run_eval_tiny_model(tiny_model_dir, tmp_path):
     assert lat["decode_tok_s_mean"] > 0 and lat["prompt_tokens_mean"] > 10
     assert base["ttft_ms_p50"] == lat["ttft_ms_p50"] and base["decode_tokens_per_s"] == lat["decode_tok_s_mean"]
     assert report["models"]["int8"]["status"] == "failed" and "config.json" in report["models"]["int8"]["error"]
+    assert report["models"]["merged@int8-weights"]["status"] == "ok"  # same folder, int8 weights at load
     assert report["gate"]["passed"] is False  # identical models: no improvement
     assert report["gate"]["reasons"] == result.gate.reasons and len(result.gate.reasons) == 3
     rows = [json.loads(line) for line in result.paths["answers"].read_text().splitlines()]
-    assert len(rows) == 10 and {r["kind"] for r in rows} == {"gold", "ood", "pii"}
+    assert len(rows) == 15 and {r["kind"] for r in rows} == {"gold", "ood", "pii"}
     assert all(r["new_tokens"] <= 4 and r["ttft_ms"] > 0 for r in rows)
 
     # html: self-contained with every chart embedded

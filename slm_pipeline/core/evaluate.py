@@ -752,9 +752,10 @@ def _validate_inputs(gold, ood, pii) -> None:
             raise EvalError(f"{name} items have duplicate ids: {', '.join(dup[:5])}")
 
 
-def _load_for_eval(path: Path, device: str):
-    """Plain folders via models.load_model; bitsandbytes folders (quantization_config) with device_map."""
-    from .models import load_model, load_tokenizer
+def _load_for_eval(path: Path, device: str, runtime: str = "auto"):
+    """Plain folders via models.load_for_inference (with `runtime`); bitsandbytes folders (quantization_config)
+    with device_map."""
+    from .models import load_for_inference, load_tokenizer
 
     tokenizer = load_tokenizer(path)
     cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
@@ -763,7 +764,7 @@ def _load_for_eval(path: Path, device: str):
 
         model = AutoModelForCausalLM.from_pretrained(path, device_map=device).eval()
     else:
-        model = load_model(path, device)
+        model = load_for_inference(path, device, runtime)
     return model, tokenizer
 
 
@@ -800,7 +801,8 @@ def _free(model) -> None:
 
 def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, device, progress) -> tuple[dict, list]:
     t_load = time.perf_counter()
-    model, tokenizer = _load_for_eval(path, device)
+    # "merged@int8-weights": the merged folder, run the way `serve.runtime: int8-weights` runs it
+    model, tokenizer = _load_for_eval(path, device, name.partition("@")[2] or "auto")
     load_s = time.perf_counter() - t_load
     rows: list[dict] = []
     try:

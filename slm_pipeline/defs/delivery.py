@@ -90,8 +90,9 @@ def eval_report(
     probes = cfg.path(cfg.probes_dir)
     models = {"base": Path(base_model["path"])}
     for name in cfg.eval.variants:
-        if name in quantized_model["variants"]:
-            models[name] = Path(quantized_model["variants"][name])
+        variant = name.partition("@")[0]  # "merged@int8-weights": that variant on that runtime
+        if variant in quantized_model["variants"]:
+            models[name] = Path(quantized_model["variants"][variant])
         elif name != "base":
             context.log.warning(f"eval.variants lists '{name}', which quantized_model did not produce; skipped")
     version = version_of(quantized_model["version"], cfg.eval.model_dump())
