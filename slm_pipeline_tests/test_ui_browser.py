@@ -201,7 +201,13 @@ def _screenshot(driver, folder: Path, name: str) -> Path:
 def test_launchpad_overrides_are_validated_like_the_yaml(tmp_path, tiny_model_dir):
     """The run config the Launchpad offers (TrainOverrides etc.) goes through the same pydantic validation."""
     from slm_pipeline.config import ConfigError, load_config
-    from slm_pipeline.defs.resources import AnonymizeOverrides, EvalOverrides, TrainOverrides, with_overrides
+    from slm_pipeline.defs.resources import (
+        AnonymizeOverrides,
+        EvalOverrides,
+        ExportOverrides,
+        TrainOverrides,
+        with_overrides,
+    )
 
     cfg = load_config(write_config(tmp_path, tiny_model_dir))
     assert with_overrides(cfg, "train", TrainOverrides()) is cfg  # empty fields keep the YAML
@@ -209,6 +215,11 @@ def test_launchpad_overrides_are_validated_like_the_yaml(tmp_path, tiny_model_di
     assert (tuned.train.max_steps, tuned.train.learning_rate, tuned.train.batch_size) == (3, 1e-4, 2)
     assert with_overrides(cfg, "anonymize", AnonymizeOverrides(replacement="fake")).anonymize.replacement == "fake"
     assert with_overrides(cfg, "eval", EvalOverrides(max_gold=1)).eval.max_gold == 1
+    assert with_overrides(cfg, "eval", EvalOverrides(variants=["merged", "merged@int8-weights"])).eval.variants == [
+        "merged", "merged@int8-weights"]
+    assert with_overrides(cfg, "export", ExportOverrides(variants=["gguf-q8_0"])).export.variants == ["gguf-q8_0"]
+    with pytest.raises(ConfigError, match=r"export\.variants"):
+        with_overrides(cfg, "export", ExportOverrides(variants=["gguf-q2_k"]))
     with pytest.raises(ConfigError, match=r"train\.method: Input should be 'lora', 'qlora' or 'dora'"):
         with_overrides(cfg, "train", TrainOverrides(method="sft"))
     with pytest.raises(ConfigError, match=r"anonymize\.score_threshold"):

@@ -12,6 +12,7 @@ from ..core.export import export_model
 from ..core.policy import load_gold, load_policy
 from .resources import (
     EvalOverrides,
+    ExportOverrides,
     PipelineSettings,
     asset_dir,
     md_image,
@@ -34,9 +35,10 @@ GROUP = "delivery"
     "with the merged model; manifest.json lists hashes and the exact serve commands.",
 )
 def quantized_model(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, lora_adapter: dict, base_model: dict
+    context: dg.AssetExecutionContext, settings: PipelineSettings, lora_adapter: dict, base_model: dict,
+    config: ExportOverrides,
 ) -> dg.Output[dict]:
-    cfg = settings.load()
+    cfg = with_overrides(settings.load(), "export", config)
     policy = load_policy(cfg.path(cfg.policy_file))
     version = version_of(lora_adapter["version"], cfg.export.model_dump(), policy.system_prompt)
     out = asset_dir(cfg, "quantized_model") / version

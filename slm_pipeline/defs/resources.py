@@ -41,11 +41,21 @@ class TrainOverrides(dg.Config):
     learning_rate: float | None = Field(None, description="Peak learning rate (> 0). Empty = YAML.")
 
 
+class ExportOverrides(dg.Config):
+    """Launchpad run config for quantized_model; empty fields keep the YAML `export` settings."""
+
+    variants: list[str] | None = Field(
+        None, description="Variants to write beside merged: nf4, int8, gguf-q8_0, gguf-q4_0. Empty = YAML.")
+
+
 class EvalOverrides(dg.Config):
     """Launchpad run config for eval_report; empty fields keep the YAML `eval` settings."""
 
     max_gold: int | None = Field(None, description="Evaluate at most this many gold questions (0 = all). Empty = YAML.")
     max_new_tokens: int | None = Field(None, description="Greedy tokens generated per answer (>= 1). Empty = YAML.")
+    variants: list[str] | None = Field(
+        None, description="Models to evaluate, e.g. base, merged, nf4, merged@int8-weights (the merged model on "
+        "that serve runtime). Empty = YAML.")
 
 
 def with_overrides(cfg: PipelineConfig, section: str, overrides: dg.Config | dict | None) -> PipelineConfig:
