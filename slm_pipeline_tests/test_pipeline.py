@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from slm_pipeline.bench import end_to_end
 from slm_pipeline.config import PROJECT_ROOT, ConfigError, load_config
 from slm_pipeline.core.artifacts import read_jsonl
 from slm_pipeline.core.models import ModelResolutionError, resolve_base_model
@@ -150,9 +151,13 @@ def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_
     assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
 
 
-def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
+def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch):
     cfg = write_config(tmp_path, tiny_model_dir)
-    instance = dg.DagsterInstance.ephemeral()
+    home = tmp_path / "dagster_home"  # a persistent instance, so `make bench` can read the run back
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = dg.DagsterInstance.get()
     result = materialize(cfg, instance=instance)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert EXPECTED_ASSETS <= materialized
@@ -173,3 +178,14 @@ def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
     assert read_jsonl(pairs / "train.jsonl")[0]["messages"][0]["role"] == "system"
     mat = instance.get_latest_materialization_event(dg.AssetKey("lora_adapter")).asset_materialization
     assert {"final_eval_loss", "loss_curve", "tokens_per_second"} <= set(mat.metadata)
+
+    # `make bench` end-to-end section: per-asset seconds of this whole-chain run ...
+    e2e = end_to_end(home)
+    assert e2e["run_id"] == result.run_id and e2e.get("note") is None
+    assert {"lora_adapter", "quantized_model", "eval_report"} <= set(e2e["steps_s"]) and e2e["run_wall_s"] > 0
+    # ... and a re-run of the same inputs (the adapter resumes from its last checkpoint in seconds) does not
+    # replace it as the measurement.
+    again = materialize(cfg, instance=instance)
+    resumed = instance.get_latest_materialization_event(dg.AssetKey("lora_adapter")).asset_materialization
+    assert resumed.metadata["resumed_from"].value != "-" and again.run_id != result.run_id
+    assert end_to_end(home)["run_id"] == result.run_id
