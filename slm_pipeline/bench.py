@@ -297,17 +297,15 @@ DEFAULT_PROMPTS = [
 ]
 
 
-def _load_variant(kind: str, base_path: Path, tmp: Path):
-    from .core.models import load_model
+# in-process variants that are the HF folder on a serve runtime (the others are bitsandbytes folders)
+_RUNTIME_VARIANTS = {"hf-fp32": "fp32", "hf-bf16": "bf16", "int8-weights": "int8-weights"}
 
-    if kind == "hf-fp32":
-        return load_model(base_path, "cpu", torch.float32)
-    if kind == "hf-bf16":
-        return load_model(base_path, "cpu", torch.bfloat16)
-    if kind == "int8-weights":
+
+def _load_variant(kind: str, base_path: Path, tmp: Path):
+    if kind in _RUNTIME_VARIANTS:
         from .core.models import load_for_inference
 
-        return load_for_inference(base_path, "cpu", "int8-weights")
+        return load_for_inference(base_path, "cpu", _RUNTIME_VARIANTS[kind])
     if kind in ("int8", "nf4"):
         from transformers import AutoModelForCausalLM
 
@@ -338,8 +336,7 @@ def bench_inference(base_path: Path, system_prompt: str, prompts: list[str] | No
                     slow_cutoff_s: float = 30.0, log: Callable[[str], None] | None = None) -> dict:
     """Per prompt, round-robin over all loaded variants (same prompts, same greedy settings)."""
     from .core.evaluate import _quiet_bnb_logs, generate_answer, generate_batch
-    from .core.export import llama_cpp_available
-    from .core.models import load_tokenizer
+    from .core.models import llama_cpp_available, load_tokenizer
 
     prompts = list(prompts or DEFAULT_PROMPTS)
     tok = load_tokenizer(base_path)
@@ -453,7 +450,7 @@ def end_to_end(dagster_home: Path | None = None) -> dict:
     instance = dg.DagsterInstance.get()
     runs = instance.get_runs(limit=50)  # newest first
     finished = [r for r in runs if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)]
-    found, whole_chain = [], []
+    newest = resumed_chain = None  # newest run with steps; newest whole-chain run whose adapter resumed
     # No finished run yet: show the steps finished so far by the newest run (flagged as partial).
     for run in finished or runs[:1]:
         starts, steps, wall, resumed = {}, {}, [None, None], None
@@ -471,23 +468,24 @@ def end_to_end(dagster_home: Path | None = None) -> dict:
                 steps[rec.step_key] = round(rec.timestamp - starts[rec.step_key], 2)
             elif ev.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and rec.step_key == "lora_adapter":
                 value = ev.event_specific_data.materialization.metadata.get("resumed_from")
-                resumed = getattr(value, "value", value) if value is not None else None
+                resumed = getattr(value, "value", value)
         if not steps:
             continue
-        found.append({"status": "ok" if finished else "partial", "run_id": run.run_id,
-                      "run_status": run.status.value, "steps_s": steps, "sum_steps_s": round(sum(steps.values()), 1),
-                      "run_wall_s": round(wall[1] - wall[0], 1) if None not in wall else None,
-                      "failed_or_unfinished": sorted(set(starts) - set(steps))})
+        timing = {"status": "ok" if finished else "partial", "run_id": run.run_id,
+                  "run_status": run.status.value, "steps_s": steps, "sum_steps_s": round(sum(steps.values()), 1),
+                  "run_wall_s": round(wall[1] - wall[0], 1) if None not in wall else None,
+                  "failed_or_unfinished": sorted(set(starts) - set(steps))}
+        newest = newest or timing
         if "eval_report" in steps:
             if resumed in (None, "-"):
-                return found[-1]  # the newest whole-chain run that trained from scratch
-            whole_chain.append({**found[-1], "note": (
+                return timing  # the newest whole-chain run that trained from scratch
+            resumed_chain = resumed_chain or {**timing, "note": (
                 f"lora_adapter resumed from {resumed} in this run, so its time is not a full training; delete "
-                "artifacts/lora_adapter/_checkpoints (or `make clean`), then `make run` for a full one")})
-    if whole_chain:
-        return whole_chain[0]
-    if found:  # no whole-chain run: the newest run with steps, flagged
-        return {**found[0], "note": "no run of the whole chain (through eval_report) found; showing the newest run"}
+                "artifacts/lora_adapter/_checkpoints (or `make clean`), then `make run` for a full one")}
+    if resumed_chain:
+        return resumed_chain
+    if newest:  # no whole-chain run: the newest run with steps, flagged
+        return {**newest, "note": "no run of the whole chain (through eval_report) found; showing the newest run"}
     latest = f" (latest run {runs[0].run_id[:8]} is {runs[0].status.value})" if runs else ""
     return {"status": "no run", "note": f"no successful or partially successful run in {home}{latest}; {how}"}
 

@@ -9,8 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .config import PROJECT_ROOT, ConfigError, load_config
-from .core.models import RUNTIMES
+from .config import PROJECT_ROOT, RUNTIMES, ConfigError, load_config
 
 
 def _dagster_home() -> Path:

@@ -190,6 +190,10 @@ class FeedbackConfig(_Section):
     top_questions: int = Field(20, ge=1, description="Questions listed in the serving_questions summary.")
 
 
+# How a plain HF model folder (the merged export) runs in-process: see core.models.load_for_inference.
+RUNTIMES = ("auto", "fp32", "bf16", "int8-weights")
+
+
 class ServeConfig(_Section):
     """`slm-pipeline serve`: the OpenAI-compatible HTTP API (core/serve.py)."""
 
@@ -200,7 +204,7 @@ class ServeConfig(_Section):
         "merged", description="Which promoted variant to serve (key of promoted.json 'variants': merged, nf4, int8, "
         "or gguf-q8_0 / gguf-q4_0, which run in llama.cpp and need the llamacpp extra).",
     )
-    runtime: Literal["auto", "fp32", "bf16", "int8-weights"] = Field(
+    runtime: Literal[RUNTIMES] = Field(
         "auto",
         description="How a plain HF variant (merged) runs: auto = bf16 on a bf16 GPU, else fp32; int8-weights = "
         "CPU, weights quantized to int8 when loaded, bf16 activations (~3x fp32 decode speed; its agreement with "

@@ -1021,6 +1021,18 @@ def _outputs(model, tokenizer, prompts, max_new_tokens: int) -> list[dict]:
     return res
 
 
+def _mean(xs: Sequence[float]) -> float:
+    return float(sum(xs) / len(xs)) if xs else float("nan")
+
+
+def _prefix_share(reference: Sequence[int], candidate: Sequence[int]) -> float:
+    """Share of the reference continuation the candidate reproduces before their first difference."""
+    n = 0
+    while n < min(len(reference), len(candidate)) and reference[n] == candidate[n]:
+        n += 1
+    return n / max(1, len(reference))
+
+
 def verify_variant(reference_model, candidate_model, tokenizer, prompts: Sequence, *, max_new_tokens: int = 16,
                    reference_outputs: list[dict] | None = None) -> dict:
     """Compare a candidate (quantized) model with the reference (merged) model on chat prompts.
@@ -1048,36 +1060,25 @@ def verify_variant(reference_model, candidate_model, tokenizer, prompts: Sequenc
         all_diff.append(float((rl - cl).abs().max()))
         all_cos.extend(torch.nn.functional.cosine_similarity(rl, cl, dim=-1).tolist())
         all_top1.extend((rl.argmax(-1) == cl.argmax(-1)).float().tolist())
-        rt, ct = r["tokens"], c["tokens"]
-        exact.append(float(rt == ct))
-        n = 0
-        while n < min(len(rt), len(ct)) and rt[n] == ct[n]:
-            n += 1
-        prefix.append(n / max(1, len(rt)))
-    mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
+        exact.append(float(r["tokens"] == c["tokens"]))
+        prefix.append(_prefix_share(r["tokens"], c["tokens"]))
     return {
         "prompts": len(ref),
         "next_token_max_abs_diff": max(nt_diff),
-        "next_token_cosine": mean(nt_cos),
-        "next_token_top1_agreement": mean(nt_top1),
+        "next_token_cosine": _mean(nt_cos),
+        "next_token_top1_agreement": _mean(nt_top1),
         "all_positions_max_abs_diff": max(all_diff),
-        "all_positions_cosine": mean(all_cos),
-        "all_positions_top1_agreement": mean(all_top1),
-        "greedy_exact_match": mean(exact),
-        "greedy_token_agreement": mean(prefix),
+        "all_positions_cosine": _mean(all_cos),
+        "all_positions_top1_agreement": _mean(all_top1),
+        "greedy_exact_match": _mean(exact),
+        "greedy_token_agreement": _mean(prefix),
         # short aliases (used in the Dagster asset's metadata table)
-        "top1_agreement": mean(nt_top1),
-        "greedy_match": mean(exact),
+        "top1_agreement": _mean(nt_top1),
+        "greedy_match": _mean(exact),
         "max_new_tokens": max_new_tokens,
         "sample_reference": tokenizer.decode(ref[0]["tokens"], skip_special_tokens=False) if ref else "",
         "sample_candidate": tokenizer.decode(cand[0]["tokens"], skip_special_tokens=False) if cand else "",
     }
-
-
-def llama_cpp_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def verify_gguf_in_llama_cpp(gguf_path: Path, tokenizer, prompts: Sequence, reference_outputs: list[dict],
@@ -1107,15 +1108,11 @@ def verify_gguf_in_llama_cpp(gguf_path: Path, tokenizer, prompts: Sequence, refe
                 out.append(int(token))
             rt = [t for t in ref["tokens"] if t != llm.token_eos()]
             exact.append(float(out == rt))
-            n = 0
-            while n < min(len(out), len(rt)) and out[n] == rt[n]:
-                n += 1
-            prefix.append(n / max(1, len(rt)))
+            prefix.append(_prefix_share(rt, out))
     finally:
         llm.close()
-    mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
-    return {"llama_cpp_prompt_tokens_match": mean(same_tokens), "llama_cpp_top1_agreement": mean(top1),
-            "llama_cpp_greedy_match": mean(exact), "llama_cpp_greedy_token_agreement": mean(prefix)}
+    return {"llama_cpp_prompt_tokens_match": _mean(same_tokens), "llama_cpp_top1_agreement": _mean(top1),
+            "llama_cpp_greedy_match": _mean(exact), "llama_cpp_greedy_token_agreement": _mean(prefix)}
 
 
 # --------------------------------------------------------------------------------------------------- orchestration
@@ -1153,7 +1150,7 @@ def export_model(base_path: str | Path, adapter_path: str | Path, out_dir: str |
 
     Everything is built in a temp folder beside `out_dir` and renamed to `out_dir` when complete.
     """
-    from .models import load_model, pick_device
+    from .models import llama_cpp_available, load_model, pick_device
 
     t_start = time.perf_counter()
     base_path, adapter_path, out_dir = Path(base_path).resolve(), Path(adapter_path).resolve(), Path(out_dir)

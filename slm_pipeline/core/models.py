@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import RUNTIMES
 from .artifacts import atomic_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -243,8 +244,6 @@ def load_model(path: Path, device: str | None = None, dtype=None):
     return model.to(device).eval()
 
 
-# How a plain HF model folder (the merged export) runs in-process. See load_for_inference.
-RUNTIMES = ("auto", "fp32", "bf16", "int8-weights")
 
 
 def _int8_weight_only_linear(linear, dtype):
@@ -285,6 +284,11 @@ def quantize_int8_weights(model, dtype=None):
             if isinstance(child, torch.nn.Linear):
                 setattr(module, name, _int8_weight_only_linear(child, dtype))
     return model.eval()
+
+
+def llama_cpp_available() -> bool:
+    """The optional llama-cpp-python (`make llamacpp`) is installed."""
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def load_for_inference(path: Path, device: str | None = None, runtime: str = "auto"):

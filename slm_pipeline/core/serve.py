@@ -241,10 +241,11 @@ class LlamaCppChatEngine(_Engine):
     runtime = "llama.cpp"
 
     def __init__(self, gguf_path: str | Path, system_prompt: str | None = None, n_ctx: int = 0):
-        import importlib.util
         import os
 
-        if importlib.util.find_spec("llama_cpp") is None:
+        from .models import llama_cpp_available
+
+        if not llama_cpp_available():
             raise ValueError(f"serving the GGUF file {gguf_path} needs llama-cpp-python: run `make llamacpp` "
                              "(or pip install -e '.[llamacpp]'), or serve an HF folder such as the merged variant")
         from llama_cpp import Llama
