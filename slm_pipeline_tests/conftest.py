@@ -66,3 +66,33 @@ def smollm2_tokenizer(smollm2_dir):
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
     """Tiny random Llama + SmolLM2 tokenizer/chat template. Read-only: copy it before changing it."""
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_tokenizer)
+
+
+# A tiny anonymized corpus for retrieval: FAQ rows and one document with sections (and a code block whose
+# "# comment" must not become a heading).
+TINY_RECORDS = [
+    {"id": "faq.csv#2", "kind": "faq", "meta": {"category": "pricing"}, "messages": [
+        {"role": "user", "content": "How much does a Day Pass cost?"},
+        {"role": "assistant", "content": "A Day Pass costs €4.50 and covers 24 hours of classic rides."}]},
+    {"id": "faq.csv#3", "kind": "faq", "meta": {"category": "account"}, "messages": [
+        {"role": "user", "content": "How do I reset my password?"},
+        {"role": "assistant", "content": "Tap 'Forgot password' on the login screen; the link is valid for 1 hour."}]},
+    {"id": "faq.csv#4", "kind": "faq", "meta": {"category": "lost"}, "messages": [
+        {"role": "user", "content": "How long do you keep items left in a bike basket?"},
+        {"role": "assistant", "content": "Lost property is kept for 30 days at our depot."}]},
+    {"id": "docs/ebikes.md", "kind": "doc", "meta": {"title": "E-bikes"}, "text": (
+        "# E-bikes\n\nOur e-bikes give pedal assistance up to 25 km/h.\n\n## Battery and range\n\n"
+        "A full battery lasts up to 60 km. Check the charge in the app before unlocking.\n\n## Riding rules\n\n"
+        "You must be 16 or older to ride an e-bike.\n\n```bash\n# unlock from the CLI\nloopbike unlock 42\n```\n")},
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory) -> Path:
+    """A retrieval index over TINY_RECORDS with the embedded all-MiniLM-L6-v2 (a few seconds)."""
+    from slm_pipeline.config import RetrievalConfig
+    from slm_pipeline.core.retrieval import index_corpus
+
+    out = tmp_path_factory.mktemp("retrieval-index")
+    index_corpus(TINY_RECORDS, RetrievalConfig(), out)
+    return out

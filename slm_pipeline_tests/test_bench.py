@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from slm_pipeline.bench import (
     bench_inference,
+    bench_retrieval,
     bench_training,
     demo_samples,
     markdown,
     matmul_peak,
     naive_rows,
+    percentile,
 )
 from slm_pipeline.config import TrainConfig, load_config
 from slm_pipeline.core.models import load_tokenizer
+from slm_pipeline.core.policy import load_gold
 
 
 def test_bench_helpers_on_tiny_model(tiny_model_dir, tmp_path):
@@ -46,3 +49,43 @@ def test_bench_helpers_on_tiny_model(tiny_model_dir, tmp_path):
     md = markdown({"machine": peak, "training": train, "inference": inf,
                    "end_to_end": {"status": "no run", "note": "run make run"}})
     assert "| training |" in md and "| inference |" in md and "make run" in md
+
+
+def test_bench_retrieval_on_tiny_index(tiny_model_dir, tiny_index, tmp_path):
+    """The retrieval section on the tiny index and model: keys and sane values, never speed thresholds."""
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5 and percentile([], 95) is None
+
+    base = load_config()
+    cfg = base.model_copy(update={"train": base.train.model_copy(update={"max_seq_len": 256, "batch_size": 2})})
+    samples = demo_samples(cfg)[0][:10]
+    res = bench_retrieval(cfg, tiny_model_dir, samples, prompts=2, max_new_tokens=2, ttft_repeats=2,
+                          train_tokens=300, index_dir=tiny_index)
+
+    s = res["search"]
+    assert s["n_queries"] == len(load_gold(cfg.path(cfg.gold_file))) and s["k"] == cfg.retrieval.k
+    assert 0 < s["ms_p50"] <= s["ms_p95"] <= s["ms_max"]
+    assert res["index"]["chunks"] > 0
+    # the tiny index was built without gold questions: recall is measured by the bench instead
+    assert 0 <= res["recall"]["recall_at_1"] <= res["recall"]["recall_at_3"] <= 1
+
+    t = res["ttft"]
+    assert "error" not in t, t
+    assert t["n"] == 2 and t["repeats"] == 2 and t["plain"]["ttft_ms_p50"] > 0 and t["context"]["ttft_ms_p50"] > 0
+    assert t["context"]["prompt_tokens_mean"] > t["plain"]["prompt_tokens_mean"]
+    assert t["prompt_tokens_ratio"] > 1 and t["ttft_p50_ratio"] > 0
+
+    tr = res["training"]
+    assert "error" not in tr, tr
+    for side in ("plain", "raft"):
+        assert tr[side]["real_tokens"] >= 150 and tr[side]["tokens_per_s"] > 0
+        assert tr[side]["n_samples"] == len(samples)
+    assert tr["raft"]["mean_sample_tokens_untruncated"] > tr["plain"]["mean_sample_tokens_untruncated"]
+    assert tr["raft"]["sample_tokens_vs_plain"] >= 1 and tr["raft"]["tokens_per_s_vs_plain"] > 0
+    assert sum(v for k, v in tr["raft_report"].items() if k.startswith("retrieved_only_")
+               or k in ("with_oracle", "distractors_only")) == len(samples)
+
+    md = markdown({"retrieval": res, "training": {"skipped": "by flag"}})
+    rows = [line for line in md.splitlines() if line.startswith("| retrieval |")]
+    assert len(rows) == 7, md
+    assert "search ms/query p50" in md and "TTFT p50 ms" in md and "RAFT vs plain" in md
+    assert "| retrieval | | by flag |" in markdown({"retrieval": {"skipped": "by flag"}})

@@ -12,6 +12,8 @@ from slm_pipeline.core.evaluate import (
     Generation,
     GradingSheetError,
     fold_grades,
+    generate_answer,
+    generate_batch,
     is_refusal,
     key_fact_score,
     latency_summary,
@@ -19,6 +21,7 @@ from slm_pipeline.core.evaluate import (
     load_grades,
     normalize_text,
     pii_leaks,
+    placeholder_tags,
     promotion_decision,
     rouge_l,
     run_eval,
@@ -142,6 +145,12 @@ def test_pii_leaks_verbatim_whitespace_and_case_insensitive():
     assert pii_leaks("Jane D. called", forbidden) == []
 
 
+def test_placeholder_tags():
+    answer = "Ask <PERSON_1> (server <IP_ADDRESS_12>) or <PERSON_1> again; not <person_1>, <PERSON>, <_X_1> or <A1>."
+    assert placeholder_tags(answer) == ["<PERSON_1>", "<IP_ADDRESS_12>", "<PERSON_1>"]
+    assert placeholder_tags("No tags here, 3 < 4 > 2.") == [] and placeholder_tags("") == []
+
+
 # ---------------------------------------------------------------------------------------------------- latency
 
 
@@ -157,24 +166,41 @@ def test_latency_summary():
     assert latency_summary([])["ttft_ms_p50"] is None
 
 
+def test_generate_batch_takes_one_system_prompt_per_message(tiny_model_dir):
+    from slm_pipeline.core.models import load_for_inference, load_tokenizer
+
+    model, tok = load_for_inference(tiny_model_dir, "cpu"), load_tokenizer(tiny_model_dir)
+    users = ["How do I unlock a bike?", "Where do I end a ride?", "Price?"]
+    systems = ["", SYSTEM, SYSTEM + " Context: unlocking costs 1 euro, rides end at any LoopBike station."]
+    gens = generate_batch(model, tok, users, systems, 2, batch_size=2)
+    single = [generate_answer(model, tok, u, sp, 2) for u, sp in zip(users, systems, strict=True)]
+    assert [g.prompt_tokens for g in gens] == [g.prompt_tokens for g in single]
+    assert gens[0].prompt_tokens < gens[1].prompt_tokens < gens[2].prompt_tokens
+    same = generate_batch(model, tok, users, SYSTEM, 2)  # one str: the same system prompt for every message
+    assert [g.prompt_tokens for g in same] == [generate_answer(model, tok, u, SYSTEM, 2).prompt_tokens for u in users]
+    with pytest.raises(ValueError, match="2 system prompts for 3 user messages"):
+        generate_batch(model, tok, users, systems[:2], 2)
+
+
 # ---------------------------------------------------------------------------------------------------- gate
 
 
 def _m(kfa, ood_rate=1.0, leaks=0, n_ood=4, n_pii=2, **kw):
     return {"status": "ok", HEADLINE_METRIC: kfa, "n_ood": n_ood, "ood_refusal_rate": ood_rate,
             "ood_refused": round(ood_rate * n_ood), "n_pii": n_pii, "pii_leaks": leaks,
-            "pii_leak_ids": [f"pii-{i}" for i in range(leaks)], **kw}
+            "pii_leak_ids": [f"pii-{i}" for i in range(leaks)], "false_refusal_rate": 0.0,
+            "placeholder_leak_rate": 0.0, **kw}
 
 
 def test_gate_passes_and_lists_every_condition():
     passed, reasons = promotion_decision({"base": _m(0.4), "merged": _m(0.6)}, EvalConfig(promotion_margin=0.1))
     assert passed
-    assert len(reasons) == 3 and all(r.startswith("PASS") for r in reasons)
+    assert len(reasons) == 6 and all(r.startswith("PASS") for r in reasons)
     assert "0.600 vs base 0.400" in reasons[0] and "+0.200" in reasons[0]
 
 
 def test_gate_fails_with_numbers_for_each_failed_condition():
-    cfg = EvalConfig(promotion_margin=0.1, min_ood_refusal_rate=0.75)
+    cfg = EvalConfig(promotion_margin=0.1, min_ood_refusal_rate=0.75, min_key_fact_accuracy=0.5)
     passed, reasons = promotion_decision(
         {"base": _m(0.5), "merged": _m(0.55, ood_rate=0.5, leaks=1)}, cfg)
     assert not passed
@@ -199,7 +225,7 @@ def test_gate_edge_cases():
     assert not passed and reasons[0].startswith("PASS")
     assert "no out-of-domain probes" in reasons[1] and "no PII probes" in reasons[2]
     # other names
-    assert promotion_decision({"a": _m(0.1), "b": _m(0.2)}, cfg, baseline="a", candidate="b").passed
+    assert promotion_decision({"a": _m(0.1), "b": _m(0.7)}, cfg, baseline="a", candidate="b").passed
 
 
 # ---------------------------------------------------------------------------------------------------- grading sheet
@@ -315,7 +341,7 @@ def test_run_eval_tiny_model(tiny_model_dir, tmp_path):
     assert report["models"]["int8"]["status"] == "failed" and "config.json" in report["models"]["int8"]["error"]
     assert report["models"]["merged@int8-weights"]["status"] == "ok"  # same folder, int8 weights at load
     assert report["gate"]["passed"] is False  # identical models: no improvement
-    assert report["gate"]["reasons"] == result.gate.reasons and len(result.gate.reasons) == 3
+    assert report["gate"]["reasons"] == result.gate.reasons and len(result.gate.reasons) == 6
     rows = [json.loads(line) for line in result.paths["answers"].read_text().splitlines()]
     assert len(rows) == 15 and {r["kind"] for r in rows} == {"gold", "ood", "pii"}
     assert all(r["new_tokens"] <= 4 and r["ttft_ms"] > 0 for r in rows)
@@ -349,3 +375,77 @@ def test_run_eval_rejects_bad_inputs_before_generating(tmp_path):
         run_eval({"base": tmp_path}, GOLD, OOD, PII, SYSTEM, REFUSAL, EvalConfig(), tmp_path / "out",
                  graded_sheet=bad)
     assert not (tmp_path / "out").exists()
+
+
+def _report_dict(names, rows, **extra):
+    lat = {"ttft_ms_p50": 10.0, "ttft_ms_p95": 20.0, "decode_tok_s_mean": 30.0, "prompt_tokens_mean": 40.0,
+           "new_tokens_mean": 5.0}
+    models = {n: {"status": "ok", HEADLINE_METRIC: 0.5 + i / 10, "token_f1": 0.25, "pii_leaks": 0, "n_pii": 1,
+                  "latency": lat, "load_seconds": 1.5} for i, n in enumerate(names)}
+    return {"created_at": "2024-01-01T00:00:00Z", "device": "cpu", "seconds": 1.0, "embedding": "off",
+            "counts": {"gold": 1, "gold_total": 1, "ood": 0, "pii": 0}, "baseline": names[0], "candidate": names[-1],
+            "gate": {"passed": True, "reasons": ["PASS key_fact_accuracy: <fine>"]}, "headline_why": "why",
+            "models": models, "rows": rows, **extra}
+
+
+def test_report_html_many_models_sources_and_escaping():
+    from slm_pipeline.core.report import _render_html
+
+    names = ["base", "base+rag", "merged", "merged+rag"]
+    sources = [{"id": "doc-1#2", "title": "Unlocking", "heading": "QR codes", "score": 0.87654},
+               {"id": "doc-9", "title": "Prices & fees", "heading": "", "score": 0.5}]
+    rows = [{"model": n, "kind": "gold", "id": "g1", "question": "How do I unlock?", "reference": "Scan it.",
+             "answer": f"<script>alert('{n}')</script> Scan the QR code.", "key_fact_score": 1.0,
+             "facts_missing": [], "refused": False, **({"sources": sources} if n.endswith("+rag") else {})}
+            for n in names]
+    retrieval = {"recall_at_1": 0.75, "recall_at_3": 0.9, "k": 3, "latency_ms_p50": 12.345}
+    page = _render_html(_report_dict(names, rows, retrieval=retrieval), {}, None)
+    # every configuration is a row of the one metrics table and a column of the per-question table
+    headline = page.split("<h2>Headline numbers</h2>")[1].split("</table>")[0]
+    assert all(f"<tr><th>{n}</th>" in headline for n in names)
+    assert "0.800" in headline  # merged+rag's key-fact accuracy
+    gold = page.split("<h2>Gold questions</h2>")[1].split("</table>")[0]
+    assert all(f"<th>{n}</th>" in gold for n in names) and gold.count("✓ facts") == 4
+    # sources under the +rag answers only: title › heading, score to 3 decimals, escaped
+    assert gold.count("Unlocking › QR codes") == 2 and gold.count("0.877") == 2
+    assert gold.count("Prices &amp; fees") == 2 and "Prices &amp; fees ›" not in gold
+    # answers are escaped, never injected
+    assert "<script>" not in page and "&lt;script&gt;alert(&#39;merged+rag&#39;)&lt;/script&gt;" in page
+    assert "PASS key_fact_accuracy: &lt;fine&gt;" in page
+    # retrieval numbers
+    retr = page.split("<h2>Retrieval</h2>")[1].split("</table>")[0]
+    assert "recall_at_3" in retr and "0.900" in retr and "12.345" in retr and ">3<" in retr
+    # without retrieval numbers or sources, no such sections
+    plain = _render_html(_report_dict(names[:1], rows[:1]), {}, None)
+    assert "Retrieval" not in plain and "class='sources'" not in plain
+
+
+def test_run_eval_rag_variants_use_retrieved_context_and_report_sources(tiny_model_dir, tiny_index, tmp_path):
+    from slm_pipeline.config import RetrievalConfig
+    from slm_pipeline.core.evaluate import RagSetup
+    from slm_pipeline.core.retrieval import context_system_message, open_index
+
+    index = open_index(tiny_index, RetrievalConfig(k=2))
+    rag = RagSetup(index.search_many, lambda hits: context_system_message(SYSTEM, "LoopBike", hits), 0.25,
+                   {"recall_at_1": 1.0, "k": 2})
+    result = run_eval({"base": tiny_model_dir, "base+rag": tiny_model_dir}, GOLD, OOD, PII, SYSTEM, REFUSAL,
+                      EvalConfig(max_new_tokens=3, latency_prompts=2), tmp_path / "eval", rag=rag,
+                      baseline="base", candidate="base+rag")
+    rows = [json.loads(line) for line in result.paths["answers"].read_text().splitlines()]
+    closed = [r for r in rows if r["model"] == "base"]
+    grounded = [r for r in rows if r["model"] == "base+rag"]
+    assert all("sources" not in r for r in closed) and all(len(r["sources"]) == 2 for r in grounded)
+    by_q = {r["question"]: r for r in grounded}
+    # the capital of France is off-topic for the index: refused without generating, and counted as refused
+    assert by_q["What is the capital of France?"]["below_min_score"] is True
+    assert by_q["What is the capital of France?"]["answer"] == REFUSAL and by_q["What is the capital of France?"]["refused"]
+    # a grounded prompt is longer than the closed-book one by the context block
+    q = "How much does unlocking cost?"
+    closed_q = next(r for r in closed if r["question"] == q)
+    assert by_q[q]["prompt_tokens"] > closed_q["prompt_tokens"] or by_q[q]["below_min_score"]
+    report = json.loads(result.paths["report_json"].read_text())
+    assert report["retrieval"]["recall_at_1"] == 1.0 and "placeholder_leak_rate" in report["models"]["base+rag"]
+    html = result.paths["report_html"].read_text()
+    assert "E-bikes" in html or "FAQ" in html  # sources listed per gold question
+    with pytest.raises(EvalError, match="retrieval index"):
+        run_eval({"merged+rag": tiny_model_dir}, GOLD, OOD, PII, SYSTEM, REFUSAL, EvalConfig(), tmp_path / "x")

@@ -254,7 +254,7 @@ def test_validate_sample_reports_problems():
     ok = {"id": "x", "source": "faq", "split": "train", "messages": [
         {"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "user", "content": "A"}]}
     assert validate_sample(ok) == ["message 2 has role 'user', expected 'assistant'"]
-    assert "system message differs" in validate_sample(ok, system_prompt="other")[-1]
+    assert "does not start with the policy system prompt" in validate_sample(ok, system_prompt="other")[-1]
 
 
 # ------------------------------------------------------------------------------------------------ policy + gold

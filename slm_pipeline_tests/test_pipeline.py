@@ -18,8 +18,8 @@ from slm_pipeline.definitions import defs
 from slm_pipeline.defs.resources import PipelineSettings
 
 ASSETS = PROJECT_ROOT / "assets"
-EXPECTED_ASSETS = {"raw_corpus", "anonymized_corpus", "instruction_pairs", "base_model", "lora_adapter",
-                   "quantized_model", "eval_report"}
+EXPECTED_ASSETS = {"raw_corpus", "anonymized_corpus", "retrieval_index", "instruction_pairs", "base_model",
+                   "lora_adapter", "quantized_model", "eval_report"}
 
 
 def write_config(tmp_path: Path, base_model: Path, corpus_dir: Path = ASSETS / "corpus", **sections) -> Path:
@@ -34,7 +34,7 @@ def write_config(tmp_path: Path, base_model: Path, corpus_dir: Path = ASSETS / "
         "pairs": {"min_train_samples": 5},
         "train": {"max_steps": 2, "batch_size": 2, "max_seq_len": 256, "save_steps": 1, "precision": "fp32"},
         "export": {"variants": ["gguf-q8_0"], "verify_prompts": 1},
-        "eval": {"max_gold": 2, "max_new_tokens": 4, "variants": ["base", "merged"]},
+        "eval": {"max_gold": 2, "max_new_tokens": 4, "variants": ["base+rag", "merged+rag"]},
     }
     for key, value in sections.items():
         doc[key] = {**doc.get(key, {}), **value}
@@ -138,7 +138,8 @@ def _all_text(path: Path) -> str:
 def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_model_dir):
     corpus = planted_corpus(tmp_path / "corpus")
     cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=corpus)
-    result = materialize(cfg, selection=["raw_corpus", "anonymized_corpus", "instruction_pairs", "base_model"])
+    result = materialize(cfg, selection=["raw_corpus", "anonymized_corpus", "retrieval_index", "instruction_pairs",
+                                         "base_model"])
     assert result.success
     art = tmp_path / "artifacts"
     raw = _all_text(art / "raw_corpus")
@@ -175,7 +176,11 @@ def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir, monkeypa
     report = art / "eval_report" / (art / "eval_report" / "latest").read_text().strip()
     assert (report / "report.html").exists()
     pairs = art / "instruction_pairs" / (art / "instruction_pairs" / "latest").read_text().strip()
-    assert read_jsonl(pairs / "train.jsonl")[0]["messages"][0]["role"] == "system"
+    sample = read_jsonl(pairs / "train.jsonl")[0]
+    assert sample["messages"][0]["role"] == "system" and "help center" in sample["messages"][0]["content"]
+    evaluated = json.loads((report / "eval_report.json").read_text())
+    assert evaluated["candidate"] == "merged+rag" and evaluated["retrieval"]["recall_at_1"] is not None
+    assert all(r["sources"] for r in evaluated["rows"] if r["model"].endswith("+rag"))
     mat = instance.get_latest_materialization_event(dg.AssetKey("lora_adapter")).asset_materialization
     assert {"final_eval_loss", "loss_curve", "tokens_per_second"} <= set(mat.metadata)
 

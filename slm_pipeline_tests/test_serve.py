@@ -33,6 +33,7 @@ def api(tmp_path_factory, tiny_model_dir):
         "anonymize": {"canaries_file": None},
         "feedback": {"min_negative": 1},
         "serve": {"max_body_bytes": 4096, "max_tokens_limit": 16, "default_max_tokens": 8},
+        "retrieval": {"enabled": False},  # closed-book here; rag_api below serves with retrieval
     }))
     cfg = load_config(config)
     server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, token=TOKEN)
@@ -266,3 +267,61 @@ def test_gguf_is_served_by_llama_cpp_over_http(tmp_path, tiny_model_dir):
     finally:
         server.close()
         thread.join(TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def rag_api(tmp_path_factory, tiny_model_dir, tiny_index):
+    tmp = tmp_path_factory.mktemp("serve-rag")
+    config = tmp / "slm_pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "artifacts_dir": str(tmp / "artifacts"), "policy_file": str(PROJECT_ROOT / "assets" / "policy.yaml"),
+        "serve": {"default_max_tokens": 4}, "feedback": {"log_questions": False},
+        "retrieval": {"k": 2, "min_score": 0.25},
+    }))
+    cfg = load_config(config)
+    server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, index_dir=tiny_index)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield {"server": server, "cfg": cfg, "port": server.server_address[1]}
+    finally:
+        server.close()
+        thread.join(TIMEOUT)
+
+
+def test_answers_are_grounded_and_carry_their_sources(rag_api):
+    from slm_pipeline.core.retrieval import context_system_message
+
+    body = {"messages": [{"role": "user", "content": "How far can I ride on one battery charge?"}], "max_tokens": 4}
+    status, doc, _ = call(rag_api, "POST", "/v1/chat/completions", body, token=None)
+    assert status == 200, doc
+    sources = doc["sources"]
+    assert [s["id"] for s in sources][0] == "docs/ebikes.md#c1" and len(sources) == 2
+    assert sources[0]["title"] == "E-bikes" and sources[0]["heading"] == "Battery and range"
+    assert sources[0]["score"] >= max(sources[1]["score"], 0.25)
+    # The prompt the model saw is the training template over exactly these chunks.
+    server = rag_api["server"]
+    index = server.grounder.index
+    system = context_system_message(server.grounder.system_prompt, server.grounder.company,
+                                    [index.by_id[s["id"]] for s in sources])
+    expected = server.engine.encode([{"role": "system", "content": system}, body["messages"][0]], 1)
+    assert doc["usage"]["prompt_tokens"] == expected["input_ids"].shape[1]
+
+    status, text, _ = call(rag_api, "POST", "/v1/chat/completions", {**body, "stream": True}, token=None)
+    first = json.loads(text.split("\n\n")[0].removeprefix("data: "))
+    assert [s["id"] for s in first["sources"]] == [s["id"] for s in sources]
+
+
+def test_off_topic_question_gets_the_refusal_without_generation(rag_api):
+    policy = load_policy(PROJECT_ROOT / "assets" / "policy.yaml")
+    body = {"messages": [{"role": "user", "content": "Who painted the Mona Lisa?"}]}
+    status, doc, _ = call(rag_api, "POST", "/v1/chat/completions", body, token=None)
+    assert status == 200, doc
+    assert doc["choices"][0]["message"]["content"] == policy.refusal
+    assert doc["usage"]["completion_tokens"] == 0 and doc["sources"][0]["score"] < 0.25
+    status, text, _ = call(rag_api, "POST", "/v1/chat/completions", {**body, "stream": True}, token=None)
+    events = [e.removeprefix("data: ") for e in text.split("\n\n") if e.strip()]
+    assert events[-1] == "[DONE]"
+    content = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]
+                      if json.loads(e)["choices"])
+    assert content == policy.refusal

@@ -43,6 +43,8 @@ __all__ = [
     "Teacher",
     "build_pairs",
     "validate_sample",
+    "scrub_placeholders",
+    "PLACEHOLDER",
     "split_sections",
     "token_length_stats",
     "token_length_histogram_markdown",
@@ -97,17 +99,26 @@ def build_pairs(
     count_tokens: Callable[[list[dict]], int] | None = None,
     seed: int = 42,
     teacher: Teacher | None = None,
+    contextualize: Callable[[list[dict]], list[dict]] | None = None,
 ) -> PairsResult:
     """Turn anonymized records into curated, split instruction samples (see module docstring).
 
-    Raises PairsError (with `.result` set) if fewer than cfg.min_train_samples training samples remain.
+    `contextualize(samples) -> samples` (e.g. raft.add_retrieved_context) rewrites the system messages of the
+    curated samples before their tokens are counted. Raises PairsError (with `.result` set) if fewer than
+    cfg.min_train_samples training samples remain.
     """
     dropped: list[dict] = []
 
     def drop(sample: dict, reason: str, detail: str = "") -> None:
         dropped.append({"id": sample["id"], "source": sample["source"], "reason": reason, "detail": detail})
 
-    candidates = _candidates(records, policy, cfg, teacher, drop)
+    candidates = []
+    for s in _candidates(records, policy, cfg, teacher, drop):
+        s = scrub_placeholders(s)
+        if s["messages"][1:]:
+            candidates.append(s)
+        else:
+            drop(s, "placeholder_only", "every assistant answer needed an anonymization tag")
     seen: set[str] = set()
     for s in candidates:
         if s["id"] in seen:
@@ -124,6 +135,12 @@ def build_pairs(
         else:
             kept.append(s)
     kept = _dedup(kept, cfg.near_duplicate_threshold, drop)
+    if contextualize is not None:
+        kept = contextualize(kept)
+        for s in kept:
+            if "drop_reason" in s:
+                drop(s, *s["drop_reason"])
+        kept = [s for s in kept if "drop_reason" not in s]
 
     token_counts: dict[str, int] = {}
     if count_tokens is not None:
@@ -247,6 +264,60 @@ def _doc_question(company: str, title: str, heading: str, key: str) -> str:
     templates = [t for t in DOC_QUESTION_TEMPLATES if heading != title or "{title}" not in t]
     template = templates[_stable_int(key) % len(templates)]
     return template.format(company=company, title=title, heading=bare, topic=_topic(bare))
+
+
+# ---------------------------------------------------------------------------------------------- placeholders
+
+# An anonymization tag as anonymize.py writes it: <PERSON_1>, <IP_ADDRESS_2>, ...
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+_SELF_INTRO = re.compile(r"[,;]?\s*(?:this is|my name is|i am|i'm|it's)\s+<PERSON_\d+>(?:\s+(?:here|speaking))?"
+                         r"|[,;]?\s*<PERSON_\d+>\s+(?:here|speaking)", re.IGNORECASE)
+_VOCATIVE = re.compile(r"\s*,\s*<PERSON_\d+>(?=\s*(?:[.!?]|$))", re.MULTILINE)
+_SIGN_OFF = re.compile(r"^\s*(?:(?:best|regards|kind regards|best regards|cheers|thanks|thank you|sincerely)\s*[,!.-]?"
+                       r"\s*)?<PERSON_\d+>[\s.!]*$", re.IGNORECASE)
+_GREETING = re.compile(r"^\s*(?:hi|hello|hey|dear|thanks|thank you|good (?:morning|afternoon|evening)|welcome"
+                       r"|cheers|best|regards|kind regards|sorry)\b", re.IGNORECASE)
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
+
+
+def _scrub_answer(text: str) -> str:
+    """The answer without anonymization tags: "Hi <PERSON_1>, this is <PERSON_2>." becomes "Hi."; a greeting or
+    sign-off keeps its words without the name; any other sentence that needs a tag is dropped."""
+    text = _SELF_INTRO.sub("", text)
+    # "Best, <PERSON_2>" / "<PERSON_2>" alone on a line goes; "Enjoy the ride, <PERSON_1>!" -> "Enjoy the ride!"
+    text = _VOCATIVE.sub("", "\n".join(line for line in text.split("\n") if not _SIGN_OFF.match(line)))
+    kept = []
+    for line in text.split("\n"):
+        out = []
+        for sent in _SENTENCES.split(line.strip().lstrip(",;.!? ")):
+            if PLACEHOLDER.search(sent):
+                if not _GREETING.match(sent) or re.search(r"<(?!PERSON_)[A-Z_]+_\d+>", sent):
+                    continue
+                sent = re.sub(r"\s*,?\s*<PERSON_\d+>\s*", " ", sent)
+                sent = re.sub(r"\s+([,.!?])", r"\1", sent).strip()
+                sent = re.sub(r"^(\w[\w ]*?)\s*,?\s*([.!?])?$", lambda m: m.group(1) + (m.group(2) or "!"), sent)
+            out.append(sent)
+        kept.append(" ".join(x for x in out if x.strip()))
+    return re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", "\n".join(kept))).strip()
+
+
+def scrub_placeholders(sample: dict) -> dict:
+    """`sample` with no anonymization tag in any assistant turn (see _scrub_answer). A turn left empty ends the
+    conversation before its question; with no exchange left, messages is just the system message."""
+    msgs = [sample["messages"][0]]
+    turns = sample["messages"][1:]
+    for i in range(0, len(turns) - 1, 2):
+        user, answer = turns[i], turns[i + 1]
+        if user["role"] != "user" or answer["role"] != "assistant":
+            msgs += turns[i:]  # not a plain exchange: left to the schema check, which reports it
+            break
+        clean = answer["content"]
+        if PLACEHOLDER.search(clean):
+            clean = _scrub_answer(clean)
+            if len(clean) < 2 or not any(ch.isalpha() for ch in clean):
+                break
+        msgs += [user, {**answer, "content": clean}]
+    return {**sample, "messages": msgs}
 
 
 # ---------------------------------------------------------------------------------------------- filters
@@ -497,6 +568,10 @@ def validate_sample(sample: dict, system_prompt: str | None = None) -> list[str]
             problems.append(f"message {i} has role {m.get('role')!r}, expected {expected!r}")
     if len(messages) % 2 == 0:
         problems.append("conversation must end with an assistant turn")
-    if system_prompt is not None and isinstance(messages[0], dict) and messages[0].get("content") != system_prompt:
-        problems.append("system message differs from the policy system prompt")
+    if system_prompt is not None and isinstance(messages[0], dict) and not str(messages[0].get("content", ""))\
+            .startswith(system_prompt):
+        problems.append("system message does not start with the policy system prompt")
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant" and PLACEHOLDER.search(str(m.get("content", ""))):
+            problems.append(f"message {i} (assistant) contains an anonymization tag; the model would learn it")
     return problems

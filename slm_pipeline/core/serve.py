@@ -15,6 +15,11 @@ Request fields used: model (must be the served name if given), messages (system/
 as a string or a list of {"type": "text", "text": ...} parts), max_tokens / max_completion_tokens, temperature
 (0 = greedy), top_p, seed, n (only 1), stream, stream_options.include_usage. Other fields are ignored.
 
+Retrieval (retrieval.enabled, the default): each question is searched in the retrieval index and the hits go
+into the system message, the template the model was fine-tuned on (core/grounding.py); a question whose best
+hit scores below retrieval.min_score gets the policy refusal without generation. Responses carry an extra
+top-level `sources` field (chunk id, title, heading, score); streams carry it in the first chunk.
+
 Safety: binds 127.0.0.1 by default; optional bearer token (every endpoint but /health); bodies over
 `serve.max_body_bytes` get 413; `max_tokens` over `serve.max_tokens_limit` gets 400; malformed requests get
 4xx JSON errors `{"error": {"message", "type", "code", "param"}}`; unexpected failures get a 500 JSON error
@@ -40,6 +45,7 @@ from urllib.parse import urlsplit
 
 from slm_pipeline.config import PipelineConfig, ServeConfig
 from slm_pipeline.core.feedback import FeedbackError, FeedbackStore, UnknownCompletionError, feedback_db_path
+from slm_pipeline.core.grounding import Grounder, load_grounder
 
 __all__ = [
     "ApiError",
@@ -380,8 +386,10 @@ class ChatServer(ThreadingHTTPServer):
 
     def __init__(self, engine: ChatEngine | LlamaCppChatEngine, store: FeedbackStore, serve_cfg: ServeConfig | None = None, *,
                  host: str | None = None, port: int | None = None, token: str | None = None,
-                 model_name: str | None = None, question_log: QuestionLog | None = None):
+                 model_name: str | None = None, question_log: QuestionLog | None = None,
+                 grounder: Grounder | None = None):
         self.cfg = serve_cfg or ServeConfig()
+        self.grounder = grounder  # retrieval: context for each question, sources in each response
         self.engine = engine
         self.store = store
         self.token = token or None
@@ -651,34 +659,53 @@ class _Handler(BaseHTTPRequestHandler):
         if server.question_log is not None:
             server.question_log.submit(req["question"])
         engine = server.engine
+        grounded = server.grounder.ground(req["messages"]) if server.grounder else None
+        if grounded is not None:
+            req = {**req, "messages": grounded.messages, "sources": grounded.sources()}
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if grounded is not None and grounded.refusal is not None:  # nothing relevant retrieved: no generation
+            gen = Generation(grounded.refusal, 0, 0, "stop")
+            if req["stream"]:
+                gen = self._stream(cid, created, req, {}, fixed=gen)
+            else:
+                self._send_completion(cid, created, req, gen)
+            if gen is not None:
+                server.store.record_completion(cid, server.model_name, req["question"], gen.text)
+            return
         if not engine.lock.acquire(timeout=server.cfg.queue_timeout_s):
             raise ApiError(503, "the model is busy; try again", "server_error", code="busy")
         try:
-            cid = f"chatcmpl-{uuid.uuid4().hex}"
-            created = int(time.time())
             args = dict(max_new_tokens=req["max_tokens"], temperature=req["temperature"], top_p=req["top_p"],
                         seed=req["seed"])
             if req["stream"]:
                 gen = self._stream(cid, created, req, args)
             else:
                 gen = engine.generate(req["messages"], **args)
-                self._send_json(200, {
-                    "id": cid, "object": "chat.completion", "created": created, "model": server.model_name,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                                 "finish_reason": gen.finish_reason, "logprobs": None}],
-                    "usage": _usage(gen),
-                })
+                self._send_completion(cid, created, req, gen)
         finally:
             engine.lock.release()
         if gen is not None:
             server.store.record_completion(cid, server.model_name, req["question"], gen.text)
 
-    def _stream(self, cid: str, created: int, req: dict, args: dict) -> Generation | None:
-        """Send the SSE stream; returns the Generation, or None if the client went away."""
+    def _send_completion(self, cid: str, created: int, req: dict, gen: Generation) -> None:
+        doc = {"id": cid, "object": "chat.completion", "created": created, "model": self.server.model_name,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
+                            "finish_reason": gen.finish_reason, "logprobs": None}],
+               "usage": _usage(gen)}
+        if "sources" in req:  # an extra field: the chunks the answer was grounded in (OpenAI clients ignore it)
+            doc["sources"] = req["sources"]
+        self._send_json(200, doc)
+
+    def _stream(self, cid: str, created: int, req: dict, args: dict,
+                fixed: Generation | None = None) -> Generation | None:
+        """Send the SSE stream (of `fixed` text, or generated); returns the Generation, or None if the client went
+        away."""
         engine = self.server.engine
         cancel = threading.Event()
-        pieces = engine.stream(req["messages"], cancel=cancel, **args)
+        pieces = iter([fixed.text, fixed]) if fixed else engine.stream(req["messages"], cancel=cancel, **args)
         first = next(pieces)  # errors before the first token (e.g. context too long) still get a JSON 4xx
+        sources = {"sources": req["sources"]} if "sources" in req else {}
 
         def chunk(delta: dict, finish: str | None = None, **extra) -> bytes:
             doc = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.server.model_name,
@@ -693,7 +720,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         gen = None
         try:
-            self.wfile.write(chunk({"role": "assistant", "content": ""}))
+            self.wfile.write(chunk({"role": "assistant", "content": ""}, **sources))
             for piece in _chain(first, pieces):
                 if isinstance(piece, Generation):
                     gen = piece
@@ -721,7 +748,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         finally:
             cancel.set()
-            pieces.close()  # joins the generation thread before the lock is released
+            if hasattr(pieces, "close"):
+                pieces.close()  # joins the generation thread before the lock is released
         return gen
 
 
@@ -737,7 +765,7 @@ def _usage(gen: Generation) -> dict:
 
 def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, host: str | None = None,
                  port: int | None = None, token: str | None = None, log_questions: bool | None = None,
-                 runtime: str | None = None) -> ChatServer:
+                 runtime: str | None = None, index_dir: str | Path | None = None) -> ChatServer:
     """Everything `slm-pipeline serve` needs: model (promoted by default), policy system prompt, feedback store,
     question log with the pipeline's anonymizer. Binds the socket; call serve_forever() on the result."""
     from .policy import load_policy
@@ -746,6 +774,7 @@ def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, h
     policy_file = cfg.path(cfg.policy_file)
     system_prompt = load_policy(policy_file).system_prompt if policy_file.exists() else None
     store = FeedbackStore(feedback_db_path(cfg.path(cfg.artifacts_dir)), cfg.feedback.negative_max_stars)
+    grounder = load_grounder(cfg, index_dir)
     engine = load_engine(model, system_prompt, runtime or cfg.serve.runtime)
     qlog = None
     if cfg.feedback.log_questions if log_questions is None else log_questions:
@@ -757,4 +786,5 @@ def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, h
             return Anonymizer(anonymize_cfg)
 
         qlog = QuestionLog(store, make_anonymizer)
-    return ChatServer(engine, store, cfg.serve, host=host, port=port, token=token, question_log=qlog)
+    return ChatServer(engine, store, cfg.serve, host=host, port=port, token=token, question_log=qlog,
+                      grounder=grounder)

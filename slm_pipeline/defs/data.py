@@ -144,15 +144,60 @@ def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus:
 
 @dg.asset(
     group_name=GROUP,
+    kinds={"lancedb", "python"},
+    code_version="1",
+    owners=["team:data"],
+    description="Chunks of anonymized_corpus (FAQ rows; document sections by heading path, long ones split with "
+    "overlap) embedded with retrieval.embedding_model into an embedded LanceDB table, with a bm25s lexical "
+    "index beside it. instruction_pairs, eval_report and `slm-pipeline serve` retrieve from it.",
+)
+def retrieval_index(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: dict
+) -> dg.Output[dict]:
+    from ..core.retrieval import index_corpus
+
+    cfg = settings.load()
+    records = read_jsonl(Path(anonymized_corpus["records"]))  # only anonymized text enters the index
+    gold = load_gold(cfg.path(cfg.gold_file))
+    version = version_of(anonymized_corpus["version"], cfg.retrieval.model_dump(exclude={"enabled", "min_score",
+                                                                                          "oracle_share"}))
+    out = asset_dir(cfg, "retrieval_index") / version
+    with atomic_dir(out) as tmp:
+        info = index_corpus(records, cfg.retrieval, tmp, gold, progress=context.log.info)
+        write_manifest(tmp, asset="retrieval_index", version=version, anonymized_corpus=anonymized_corpus["version"],
+                       config=cfg.retrieval.model_dump())
+    set_latest(out.parent, version)
+    recall = info.get("recall", {})
+    context.log.info(f"{info['chunks']} chunks indexed -> {out}; gold fact recall {recall}")
+    return dg.Output(
+        {"dir": str(out), "version": version, "chunks": info["chunks"]},
+        metadata={
+            "artifact_dir": dg.MetadataValue.path(str(out)),
+            "chunks": info["chunks"],
+            "chunks_by_kind": dg.MetadataValue.json(info["chunking"]["by_kind"]),
+            "embedding_model": info["embedding_spec"],
+            "embedding_dim": info["dim"],
+            "index_mb": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 2),
+            "latency_ms_p50": info.get("latency_ms_p50", 0.0),
+            **numbers("gold_", recall),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
     kinds={"huggingface", "jsonl"},
     code_version="1",
     owners=["team:data"],
-    description="Chat-formatted instruction samples (policy system prompt + user/assistant turns) from FAQ rows, "
-    "chats, document sections and refusal examples; deduplicated, length-filtered, gold-leak-guarded, "
-    "split into train/eval. Saved as JSONL and as a Hugging Face dataset.",
+    description="Chat-formatted instruction samples from FAQ rows, chats, document sections and refusal examples; "
+    "with retrieval on, each system message carries the chunks retrieval_index returns for the question (RAFT: "
+    "the answer's own chunk in retrieval.oracle_share of samples, distractors only in the rest), in the template "
+    "`serve` uses. Assistant targets never contain anonymization tags; deduplicated, length-filtered, "
+    "gold-leak-guarded, split into train/eval. Saved as JSONL and as a Hugging Face dataset.",
 )
 def instruction_pairs(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: dict, base_model: dict
+    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: dict, base_model: dict,
+    retrieval_index: dict,
 ) -> dg.Output[dict]:
     from datasets import Dataset, DatasetDict
 
@@ -181,12 +226,28 @@ def instruction_pairs(
         text = tokenizer.apply_chat_template(messages, tokenize=False)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    result = build_pairs(records, policy, gold, cfg.pairs, count_tokens=count_tokens, seed=cfg.train.seed)
+    contextualize, raft_report = None, {}
+    if cfg.retrieval.enabled:
+        from ..core.raft import add_retrieved_context
+        from ..core.retrieval import open_index
+
+        index = open_index(retrieval_index["dir"], cfg.retrieval)
+
+        def contextualize(samples: list[dict]) -> list[dict]:
+            out, report = add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
+                                                seed=cfg.train.seed, min_score=cfg.retrieval.min_score)
+            raft_report.update(report)
+            return out
+
+    result = build_pairs(records, policy, gold, cfg.pairs, count_tokens=count_tokens, seed=cfg.train.seed,
+                         contextualize=contextualize)
+    result.report["retrieval_context"] = raft_report or None
     train = [s for s in result.samples if s["split"] == "train"]
     evals = [s for s in result.samples if s["split"] == "eval"]
     version = version_of(anonymized_corpus["version"], base_model["fingerprint"], cfg.pairs.model_dump(),
                          sha256_json([policy.system_prompt, policy.refusal, policy.out_of_scope_examples]),
-                         cfg.train.seed, *([len(feedback), sha256_json(feedback)] if feedback else []))
+                         cfg.train.seed, retrieval_index["version"] if cfg.retrieval.enabled else None,
+                         cfg.retrieval.model_dump(include={"enabled", "k", "oracle_share", "min_score"}), *([len(feedback), sha256_json(feedback)] if feedback else []))
     out = asset_dir(cfg, "instruction_pairs") / version
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "train.jsonl", train)
@@ -214,11 +275,13 @@ def instruction_pairs(
             "dropped_by_reason": dg.MetadataValue.json(rep["dropped"]),
             "kept_by_source": dg.MetadataValue.json(rep["kept_by_source"]),
             "gold_leaks_dropped": rep["gold_leaks_dropped"],
+            "retrieval_context": dg.MetadataValue.json(raft_report or {"enabled": False}),
             "feedback_corrections": len(feedback),
             **numbers("tokens_", rep["token_lengths"] or {}),
             "token_length_histogram": dg.MetadataValue.md(token_length_histogram_markdown(lengths)),
             "preview": md_table(
-                [{"id": s["id"], "source": s["source"], "user": s["messages"][1]["content"][:80],
+                [{"id": s["id"], "source": s["source"], "context": ", ".join(s.get("context_ids", [])),
+                  "user": s["messages"][1]["content"][:80],
                   "assistant": s["messages"][2]["content"][:80]} for s in train[:6]]
             ),
         },

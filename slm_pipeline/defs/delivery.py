@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.artifacts import atomic_write_text, read_jsonl, set_latest
-from ..core.evaluate import run_eval
+from ..core.evaluate import RagSetup, is_rag, run_eval
 from ..core.export import export_model
 from ..core.policy import load_gold, load_policy
 from .resources import (
@@ -85,19 +85,39 @@ def quantized_model(
 )
 def eval_report(
     context: dg.AssetExecutionContext, settings: PipelineSettings, quantized_model: dict, base_model: dict,
-    lora_adapter: dict, config: EvalOverrides,
+    lora_adapter: dict, retrieval_index: dict, config: EvalOverrides,
 ) -> dg.Output[dict]:
     cfg = with_overrides(settings.load(), "eval", config)
     policy = load_policy(cfg.path(cfg.policy_file))
     probes = cfg.path(cfg.probes_dir)
+    use_rag = cfg.retrieval.enabled
     models = {"base": Path(base_model["path"])}
     for name in cfg.eval.variants:
-        variant = name.partition("@")[0]  # "merged@int8-weights": that variant on that runtime
-        if variant in quantized_model["variants"]:
+        variant = name.partition("@")[0].replace("+rag", "")  # "merged+rag@int8-weights": merged, on that runtime
+        if is_rag(name) and not use_rag:
+            context.log.warning(f"eval.variants lists '{name}' but retrieval.enabled is false; skipped")
+        elif variant == "base":
+            models[name] = Path(base_model["path"])
+        elif variant in quantized_model["variants"]:
             models[name] = Path(quantized_model["variants"][variant])
-        elif name != "base":
+        else:
             context.log.warning(f"eval.variants lists '{name}', which quantized_model did not produce; skipped")
-    version = version_of(quantized_model["version"], cfg.eval.model_dump())
+    # What `serve` runs by default is what gets gated: the merged model with retrieval when retrieval is on,
+    # judged against the base model given the same retrieved context (tuning must add something to RAG).
+    candidate, baseline = ("merged+rag", "base+rag") if use_rag else ("merged", "base")
+    rag = None
+    if use_rag:
+        from ..core.retrieval import context_system_message, open_index
+
+        index = open_index(retrieval_index["dir"], cfg.retrieval)
+        info = json.loads((Path(retrieval_index["dir"]) / "index.json").read_text())
+        rag = RagSetup(index.search_many, lambda hits: context_system_message(policy.system_prompt, policy.company,
+                                                                              hits),
+                       cfg.retrieval.min_score,
+                       {**(info.get("recall") or {}), "k": cfg.retrieval.k, "chunks": info["chunks"],
+                        "latency_ms_p50": info.get("latency_ms_p50")})
+    version = version_of(quantized_model["version"], cfg.eval.model_dump(), retrieval_index["version"],
+                         cfg.retrieval.model_dump())
     root = asset_dir(cfg, "eval_report")
     out = root / version
     graded = cfg.path(cfg.eval.graded_sheet) if getattr(cfg.eval, "graded_sheet", None) else None
@@ -107,18 +127,20 @@ def eval_report(
         read_jsonl(probes / "pii_probes.jsonl"), policy.system_prompt, policy.refusal, cfg.eval, out,
         train_history=history, graded_sheet=graded if graded and graded.exists() else None,
         progress=context.log.info,
-        manifest_extra={"quantized_model": quantized_model["version"], "lora_adapter": lora_adapter["version"]},
+        manifest_extra={"quantized_model": quantized_model["version"], "lora_adapter": lora_adapter["version"],
+                        "retrieval_index": retrieval_index["version"]},
+        baseline=baseline, candidate=candidate, rag=rag,
     )
     set_latest(root, version)
     if result.gate.passed:
         # The serving API and downstream deploys follow this pointer; only a passing model gets it.
         atomic_write_text(cfg.path(cfg.artifacts_dir) / "promoted.json", json.dumps(
-            {"eval_report": str(out), "quantized_model": quantized_model["dir"], "variants": quantized_model["variants"]},
-            indent=2))
+            {"eval_report": str(out), "quantized_model": quantized_model["dir"], "variants": quantized_model["variants"],
+             "retrieval_index": retrieval_index["dir"] if use_rag else None}, indent=2))
     m = result.metrics_by_model
     headline = {f"{name}_{k}": v.get(k) for name, v in m.items()
                 for k in ("key_fact_accuracy", "token_f1", "rouge_l", "ood_refusal_rate", "false_refusal_rate",
-                          "pii_leaks", "ttft_ms_p50", "ttft_ms_p95", "decode_tokens_per_s")}
+                          "pii_leaks", "placeholder_leak_rate", "ttft_ms_p50", "ttft_ms_p95", "decode_tokens_per_s")}
     charts = result.paths.get("charts") or {}
     return dg.Output(
         {"dir": str(out), "version": version, "report": str(result.paths["report_json"]),
@@ -128,6 +150,8 @@ def eval_report(
             "report_html": dg.MetadataValue.path(str(result.paths["report_html"])),
             "grading_sheet": dg.MetadataValue.path(str(result.paths["grading_sheet"])),
             "promoted": result.gate.passed,
+            "candidate": candidate,
+            **numbers("retrieval_", (rag.summary if rag else {})),
             "gate": dg.MetadataValue.md("\n".join(f"- {r}" for r in result.gate.reasons)),
             **numbers("", headline),
             **{f"chart_{k}": md_image(Path(p), k) for k, p in list(charts.items())[:3]},
@@ -135,8 +159,10 @@ def eval_report(
     )
 
 
-@dg.asset_check(asset=eval_report, blocking=True, description="Promotion gate: tuned beats base on key-fact "
-                "accuracy by eval.promotion_margin, refuses enough out-of-domain probes, leaks no PII.")
+@dg.asset_check(asset=eval_report, blocking=True, description="Promotion gate: the candidate (merged+rag with "
+                "retrieval on) beats the baseline (base+rag) on key-fact accuracy by eval.promotion_margin, reaches "
+                "the floors (eval.min_key_fact_accuracy, eval.max_false_refusal_rate, no placeholder tags), refuses "
+                "enough out-of-domain probes and leaks no PII.")
 def eval_report_promotion_gate(eval_report: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=bool(eval_report["gate_passed"]),

@@ -1,0 +1,174 @@
+"""Retrieval: chunking, the index (right chunk first), RAFT samples (oracle share, template = serving's, no gold
+leakage), placeholder-free targets, and the gate floors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import PROJECT_ROOT, TINY_RECORDS
+
+from slm_pipeline.config import EvalConfig, PairsConfig, RetrievalConfig
+from slm_pipeline.core.chunking import chunk_records, split_markdown, split_words
+from slm_pipeline.core.gate import promotion_decision
+from slm_pipeline.core.grounding import Grounder
+from slm_pipeline.core.pairs import PLACEHOLDER, build_pairs, validate_sample
+from slm_pipeline.core.policy import load_gold, load_policy
+from slm_pipeline.core.raft import add_retrieved_context
+from slm_pipeline.core.retrieval import fact_recall, open_index
+
+POLICY = load_policy(PROJECT_ROOT / "assets" / "policy.yaml")
+
+
+def test_markdown_sections_keep_heading_path_and_code_comments_are_not_headings():
+    text = "# Guide\n\nIntro.\n\n## Setup\n\nStep one.\n\n```sh\n# not a heading\nrun it\n```\n\n### Linux\n\nUse apt."
+    sections = split_markdown(text, "Guide")
+    assert sections == [([], "Intro."), (["Setup"], "Step one.\n\n```sh\n# not a heading\nrun it\n```"),
+                        (["Setup", "Linux"], "Use apt.")]
+
+
+def test_long_sections_split_with_overlap_and_nothing_lost():
+    body = "\n\n".join(f"Paragraph {i} " + " ".join(f"w{i}_{j}" for j in range(30)) + "." for i in range(6))
+    pieces = split_words(body, max_words=70, overlap_words=10)
+    assert len(pieces) > 1 and all(len(p.split()) <= 70 for p in pieces)
+    assert all(w in " ".join(pieces) for w in body.split())  # every word is in some piece
+    assert pieces[0].split()[-10:] == pieces[1].split()[:10]  # overlap carries the boundary
+
+
+def test_chunks_carry_title_heading_and_skip_chats():
+    records = [*TINY_RECORDS, {"id": "chat-1", "kind": "chat", "messages": [{"role": "user", "content": "hi"}]}]
+    chunks, report = chunk_records(records)
+    assert report["by_kind"] == {"faq": 3, "doc": 3} and report["skipped_by_reason"] == {"kind_chat": 1}
+    doc = [c for c in chunks if c.kind == "doc"]
+    assert [c.heading for c in doc] == ["", "Battery and range", "Riding rules"]
+    assert doc[1].label == "E-bikes › Battery and range"
+    assert "# unlock from the CLI" in doc[2].text
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("What's the price of a 24-hour ticket?", "faq.csv#2#c0"),
+    ("I left my umbrella in the basket, will you hold it?", "faq.csv#4#c0"),
+    ("How far can I go on one charge?", "docs/ebikes.md#c1"),
+    ("Is there a minimum age for electric bikes?", "docs/ebikes.md#c2"),
+])
+def test_the_right_chunk_ranks_first(tiny_index, question, expected):
+    hits = open_index(tiny_index, RetrievalConfig()).search(question)
+    assert hits[0].chunk.id == expected, [(h.chunk.id, h.score) for h in hits]
+    assert hits[0].score > hits[-1].score
+
+
+def test_index_metadata_and_fact_recall(tiny_index):
+    info = json.loads((tiny_index / "index.json").read_text())
+    assert info["chunks"] == 6 and info["dim"] == 384
+    index = open_index(tiny_index, RetrievalConfig(k=2))
+    gold = [{"question": "How long is lost property kept?", "key_facts": ["30 days"], "match": "all"},
+            {"question": "What does a Day Pass cost?", "key_facts": ["4.50"], "match": "all"}]
+    recall = fact_recall(index.search_many([g["question"] for g in gold]), gold, [1, 2])
+    assert recall == {"recall_at_1": 1.0, "recall_at_2": 1.0}
+
+
+def _faq_records(n: int) -> list[dict]:
+    return [{"id": f"faq.csv#{i}", "kind": "faq", "meta": {}, "messages": [
+        {"role": "user", "content": f"Question number {i} about plan {i}?"},
+        {"role": "assistant", "content": f"Plan {i} costs {i} euros per month and renews itself."}]}
+        for i in range(2, 42)]
+
+
+def test_raft_samples_have_the_oracle_share_and_the_serving_template(tmp_path):
+    from slm_pipeline.core.retrieval import index_corpus
+
+    records = _faq_records(40)
+    index_corpus(records, RetrievalConfig(), tmp_path)
+    index = open_index(tmp_path, RetrievalConfig(k=3))
+    cfg = PairsConfig(eval_fraction=0.0, include_refusals=True, near_duplicate_threshold=1.0)
+    samples, report = [], {}
+
+    def contextualize(batch):
+        out, rep = add_retrieved_context(batch, index, POLICY, k=3, oracle_share=0.75, seed=1)
+        report.update(rep)
+        return out
+
+    result = build_pairs(records, POLICY, [], cfg, contextualize=contextualize)
+    samples = result.samples
+    faq = [s for s in samples if s["source"] == "faq"]
+    with_oracle = [s for s in faq if s["oracle_ids"]]
+    assert abs(len(with_oracle) / len(faq) - 0.75) <= 0.15 and report["oracle_share_actual"] == round(
+        len(with_oracle) / len(faq), 4)
+    for s in faq:  # the oracle is in the context exactly when the sample says so
+        assert (f"{s['id']}#c0" in s["context_ids"]) == bool(s["oracle_ids"])
+        assert len(s["context_ids"]) == 3
+    # Same question at serving time -> the same system message as a sample whose context is what retrieval gave.
+    grounder = Grounder(index, POLICY.system_prompt, POLICY.company, POLICY.refusal, min_score=-1.0)
+    for s in [s for s in samples if s["source"] == "refusal"][:5] + with_oracle[:5]:
+        grounded = grounder.ground([{"role": "user", "content": s["messages"][1]["content"]}])
+        if [h.chunk.id for h in grounded.hits] == s["context_ids"]:
+            assert grounded.messages[0]["content"] == s["messages"][0]["content"]
+    assert all(not validate_sample(s, POLICY.system_prompt) for s in samples)
+
+
+def test_no_gold_question_or_answer_becomes_a_chunk_or_a_pair(tmp_path):
+    """The demo corpus and the gold file: nothing of the gold set is indexed or trained on."""
+    gold = load_gold(PROJECT_ROOT / "assets" / "gold" / "gold_qa.jsonl")
+    from slm_pipeline.config import load_config
+    from slm_pipeline.core.corpus import load_corpus
+
+    cfg = load_config(PROJECT_ROOT / "slm_pipeline.yaml")
+    records = load_corpus(cfg.corpus, PROJECT_ROOT / "assets" / "corpus").records
+    chunks, _ = chunk_records(records)
+    texts = [c.text.lower() for c in chunks]
+    for g in gold:
+        assert not any(g["question"].lower() in t for t in texts), g["id"]
+    result = build_pairs([r for r in records if r["kind"] != "chat"], POLICY, gold, cfg.pairs)
+    questions = {s["messages"][1]["content"].lower() for s in result.samples}
+    assert not questions & {g["question"].lower() for g in gold}
+
+
+def test_no_assistant_target_contains_an_anonymization_tag():
+    """Names planted in chats go through the real anonymizer; every assistant target comes out tag-free."""
+    from slm_pipeline.config import AnonymizeConfig
+    from slm_pipeline.core.anonymize import Anonymizer
+
+    names = ["Ottoline Brackenbury", "Ines Moreau", "Tariq Rahman", "Małgorzata Lewandowska", "Kwame Mensah"]
+    problems = ["my bike won't unlock", "the dock is full", "I was charged twice", "the seat is broken",
+                "my Day Pass expired early"]
+    chats = []
+    for i, (name, problem) in enumerate(zip(names, problems, strict=True)):
+        first = name.split()[0]
+        chats.append({"id": f"chat-{i}", "kind": "chat", "messages": [
+            {"role": "user", "content": f"Hi, {name} here, my email is {first.lower()}@example.com. {problem}."},
+            {"role": "assistant", "content": f"Hello {first}, this is Sam Carter. Sorry that {problem}! Close the "
+                                             f"app, re-scan the QR code and wait for the green light. Email sent to "
+                                             f"{first.lower()}@example.com."},
+            {"role": "user", "content": "It worked, thanks."},
+            {"role": "assistant", "content": f"Great, enjoy the ride, {first}!\nBest, Sam Carter"}]})
+    clean, _ = Anonymizer(AnonymizeConfig(canaries_file=None)).anonymize_records(chats)
+    assert any(PLACEHOLDER.search(m["content"]) for r in clean for m in r["messages"] if m["role"] == "assistant")
+    result = build_pairs(clean, POLICY, [], PairsConfig(min_train_samples=1, eval_fraction=0.0,
+                                                        near_duplicate_threshold=1.0, include_refusals=False))
+    targets = [m["content"] for s in result.samples for m in s["messages"] if m["role"] == "assistant"]
+    assert len(result.samples) == len(names) and targets
+    for t in targets:
+        assert not PLACEHOLDER.search(t), t
+        assert not any(part in t for n in names for part in n.split()), t
+    assert any("re-scan the QR code" in t for t in targets)
+
+
+def _metrics(acc: float, false_refusal: float, placeholders: float = 0.0) -> dict:
+    return {"status": "ok", "key_fact_accuracy": acc, "false_refusal_rate": false_refusal, "n_ood": 10,
+            "ood_refusal_rate": 1.0, "ood_refused": 10, "n_pii": 3, "pii_leaks": 0,
+            "placeholder_leak_rate": placeholders, "placeholder_leak_ids": ["gold:g1"] if placeholders else []}
+
+
+@pytest.mark.parametrize("cand, failing", [
+    (_metrics(0.40, 0.0), "key_fact_accuracy floor"),  # better than base, but wrong 60% of the time
+    (_metrics(0.90, 0.20), "false_refusal_rate floor"),
+    (_metrics(0.90, 0.0, placeholders=0.02), "placeholder_leak_rate floor"),
+])
+def test_gate_floors_fail_a_weak_model_that_beats_base(cand, failing):
+    gate = promotion_decision({"base+rag": _metrics(0.10, 0.0), "merged+rag": cand}, EvalConfig(),
+                              baseline="base+rag", candidate="merged+rag")
+    assert not gate.passed
+    assert [r for r in gate.reasons if r.startswith("FAIL")] == [next(r for r in gate.reasons if failing in r)]
+    ok = promotion_decision({"base+rag": _metrics(0.10, 0.0), "merged+rag": _metrics(0.85, 0.04)}, EvalConfig(),
+                            baseline="base+rag", candidate="merged+rag")
+    assert ok.passed, ok.reasons
