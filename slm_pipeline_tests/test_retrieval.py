@@ -172,3 +172,37 @@ def test_gate_floors_fail_a_weak_model_that_beats_base(cand, failing):
     ok = promotion_decision({"base+rag": _metrics(0.10, 0.0), "merged+rag": _metrics(0.85, 0.04)}, EvalConfig(),
                             baseline="base+rag", candidate="merged+rag")
     assert ok.passed, ok.reasons
+
+
+def test_refusal_calibration_by_retrieval_score(tiny_index, tiny_model_dir):
+    """Below min_score: the refusal, no generation; at/above answer_score: the answer may not start like the
+    refusal (its first token is suppressed), in serve's engine and in eval's batched generation alike."""
+    from slm_pipeline.core.engines import ChatEngine
+    from slm_pipeline.core.generation import generate_batch
+
+    index = open_index(tiny_index, RetrievalConfig(k=2))
+    grounder = Grounder(index, POLICY.system_prompt, POLICY.company, POLICY.refusal, min_score=0.25,
+                        answer_score=0.5)
+    off = grounder.ground([{"role": "user", "content": "Who painted the Mona Lisa?"}])
+    assert off.refusal == POLICY.refusal and not off.in_scope
+    on = grounder.ground([{"role": "user", "content": "How much does a Day Pass cost?"}])
+    assert on.refusal is None and on.in_scope and on.hits[0].score >= 0.5
+
+    engine = ChatEngine(tiny_model_dir, POLICY.system_prompt)
+    enc = engine.encode(on.messages, 1)
+    n = enc["input_ids"].shape[1]
+
+    def first_token(suppress):
+        out = engine.model.generate(**engine._generate_kwargs(enc, 1, 0.0, None, None, None, suppress))
+        return out[0, n:].tolist()
+
+    free = first_token(None)
+    assert first_token(free) != free  # the token the model wanted is forbidden at the first position
+    assert engine.generate(on.messages, 1, suppress_start=free).completion_tokens == 1
+    system = on.messages[0]["content"]
+    tok = engine.tokenizer
+    (b_free,) = generate_batch(engine.model, tok, ["How much does a Day Pass cost?"], system, 1)
+    (b_blocked,) = generate_batch(engine.model, tok, ["How much does a Day Pass cost?"], system, 1,
+                                  begin_suppress_tokens=free)
+    assert tok.decode(free) == b_free.text or not b_free.text.strip()
+    assert (b_blocked.text, b_blocked.new_tokens) != (b_free.text, b_free.new_tokens) or b_free.new_tokens == 0

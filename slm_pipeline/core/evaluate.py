@@ -37,6 +37,7 @@ from .embeddings import Embedder, load_embedder
 from .gate import Gate, promotion_decision
 from .generation import Generation, generate_answer, generate_batch, latency_summary
 from .grading import GRADING_COLUMNS, GradingSheetError, fold_grades, load_grades, write_grading_sheet
+from .grounding import refusal_start_ids
 from .metrics import (
     HEADLINE_METRIC,
     HEADLINE_WHY,
@@ -202,6 +203,7 @@ class RagSetup:
     system_message: Callable[[list[Any]], str]
     min_score: float
     summary: dict = field(default_factory=dict)
+    answer_score: float = 2.0  # best hit >= this: the answer may not start with the refusal (as `serve`)
 
 
 def is_rag(name: str) -> bool:
@@ -211,7 +213,7 @@ def is_rag(name: str) -> bool:
 
 def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, device, progress,
                     contexts: dict | None = None) -> tuple[dict, list]:
-    """contexts (for '+rag' names): prompt -> (system message, hits, below_min_score)."""
+    """contexts (for '+rag' names): prompt -> (system message, hits, below_min_score, in_scope)."""
     t_load = time.perf_counter()
     # "merged@int8-weights": the merged folder, run the way `serve.runtime: int8-weights` runs it
     model, tokenizer = _load_for_eval(path, device, name.partition("@")[2] or "auto")
@@ -227,16 +229,23 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
         seen: Counter = Counter()
         # A sample of prompts (spread over kinds) is streamed one by one to measure latency; the rest is batched.
         timed = set(range(0, len(work), max(1, len(work) // cfg.latency_prompts))[:cfg.latency_prompts]) - gated
+        in_scope = {k for k, (_, _, p) in enumerate(work) if contexts and contexts[p][3]}
+        no_refusal = refusal_start_ids(tokenizer, refusal) if in_scope else None
         rest = [k for k in range(len(work)) if k not in timed and k not in gated]
-        gens = dict(zip(rest, generate_batch(model, tokenizer, [work[k][2] for k in rest], [systems[k] for k in rest],
-                                             cfg.max_new_tokens, cfg.batch_size,
-                                             lambda n: progress.say(f"{name}: batched {n}/{len(rest)} prompts")),
-                        strict=True))
+        gens: dict[int, Generation] = {}
+        def said(n: int) -> None:
+            progress.say(f"{name}: batched {len(gens) + n}/{len(rest)} prompts")
+
+        for group, suppress in (([k for k in rest if k not in in_scope], None),
+                                ([k for k in rest if k in in_scope], no_refusal)):
+            batch = generate_batch(model, tokenizer, [work[k][2] for k in group], [systems[k] for k in group],
+                                   cfg.max_new_tokens, cfg.batch_size, said, begin_suppress_tokens=suppress)
+            gens.update(zip(group, batch, strict=True))
         for k in gated:  # below retrieval.min_score: the refusal, as `serve` answers without generating
             gens[k] = Generation(refusal, 0, 0, None, None, 0.0)
         for k, (kind, item, prompt) in enumerate(work):
-            gen = gens[k] if k in gens else generate_answer(model, tokenizer, prompt, systems[k],
-                                                            cfg.max_new_tokens)
+            gen = gens[k] if k in gens else generate_answer(model, tokenizer, prompt, systems[k], cfg.max_new_tokens,
+                                                            no_refusal if k in in_scope else None)
             seen[kind] += 1
             row = {"model": name, "kind": kind, "id": str(item["id"]), "question": prompt, "answer": gen.text,
                    "prompt_tokens": gen.prompt_tokens, "new_tokens": gen.new_tokens, "ttft_ms": gen.ttft_ms,
@@ -244,7 +253,8 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
                    "refused": is_refusal(gen.text, refusal, cfg.refusal_similarity),
                    "placeholders": placeholder_tags(gen.text)}
             if contexts:
-                row.update(sources=[h.source() for h in contexts[prompt][1]], below_min_score=k in gated)
+                row.update(sources=[h.source() for h in contexts[prompt][1]], below_min_score=k in gated,
+                           in_scope=k in in_scope)
             if kind == "gold":
                 kf = key_fact_score(gen.text, item.get("key_facts", []), item.get("match", "all"))
                 ref = item.get("reference", "")
@@ -344,7 +354,8 @@ def run_eval(
                             "(materialize retrieval_index, or set retrieval.enabled: true)")
         prompts = list(dict.fromkeys([g["question"] for g in gold_eval] + [o["question"] for o in ood]
                                      + [p["prompt"] for p in pii]))
-        contexts = {p: (rag.system_message(h), h, not h or h[0].score < rag.min_score)
+        contexts = {p: (rag.system_message(h), h, not h or h[0].score < rag.min_score,
+                        bool(h) and h[0].score >= rag.answer_score)
                     for p, h in zip(prompts, rag.search(prompts), strict=True)}
 
     metrics: dict[str, dict] = {}

@@ -50,8 +50,9 @@ def _token_clock():
     return TokenClock()
 
 
-def _greedy_config(model, max_new_tokens: int):
+def _greedy_config(model, max_new_tokens: int, begin_suppress_tokens: Sequence[int] | None = None):
     gc_ = copy.deepcopy(model.generation_config)
+    gc_.begin_suppress_tokens = list(begin_suppress_tokens) if begin_suppress_tokens else None
     gc_.do_sample = False
     gc_.num_beams = 1
     for k in ("temperature", "top_p", "top_k", "min_p", "typical_p"):
@@ -80,9 +81,10 @@ def _system_prompts(system_prompt: str | Sequence[str] | None, n: int) -> list[s
     return prompts
 
 
-def generate_answer(model, tokenizer, user_message: str, system_prompt: str | None, max_new_tokens: int) -> Generation:
+def generate_answer(model, tokenizer, user_message: str, system_prompt: str | None, max_new_tokens: int,
+                    begin_suppress_tokens: Sequence[int] | None = None) -> Generation:
     """Greedy answer to one user message under its system prompt (none when empty), timing the first token and the
-    decode rate."""
+    decode rate. `begin_suppress_tokens`: token ids the answer may not start with (see grounding.refusal_start_ids)."""
     import torch
 
     messages = _messages(system_prompt, user_message)
@@ -92,7 +94,8 @@ def generate_answer(model, tokenizer, user_message: str, system_prompt: str | No
     clock = _token_clock()
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ids = model.generate(**enc, generation_config=_greedy_config(model, max_new_tokens), streamer=clock)
+        ids = model.generate(**enc, generation_config=_greedy_config(model, max_new_tokens, begin_suppress_tokens),
+                             streamer=clock)
     total = time.perf_counter() - t0
     new_ids = ids[0, prompt_len:]
     text = tokenizer.decode(new_ids, skip_special_tokens=True).strip()
@@ -104,7 +107,8 @@ def generate_answer(model, tokenizer, user_message: str, system_prompt: str | No
 
 def generate_batch(model, tokenizer, user_messages: Sequence[str], system_prompt: str | Sequence[str] | None,
                    max_new_tokens: int, batch_size: int = 16,
-                   on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+                   on_batch: Callable[[int], None] | None = None,
+                   begin_suppress_tokens: Sequence[int] | None = None) -> list[Generation]:
     """Greedy answers for many prompts, batched with left padding (no per-token timing: ttft/decode are None).
     Batching amortizes the per-step cost of a small model on CPU; the streamed path measures latency.
 
@@ -124,7 +128,8 @@ def generate_batch(model, tokenizer, user_messages: Sequence[str], system_prompt
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             t0 = time.perf_counter()
             with torch.inference_mode():
-                ids = model.generate(**enc, generation_config=_greedy_config(model, max_new_tokens),
+                ids = model.generate(**enc, generation_config=_greedy_config(model, max_new_tokens,
+                                                                             begin_suppress_tokens),
                                      pad_token_id=tokenizer.pad_token_id)
             per = (time.perf_counter() - t0) * 1000 / len(chunk)
             width = enc["input_ids"].shape[1]

@@ -181,6 +181,8 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
     for rec in records:
         kind = rec.get("kind") or ("doc" if "text" in rec else "chat")
         if "messages" in rec:
+            if kind == "chat" and not cfg.include_chats:
+                continue
             out.append(_sample(rec["id"], kind, _normalize_turns(rec["messages"]), policy))
         elif "text" in rec and cfg.include_docs:
             title = (rec.get("meta") or {}).get("title") or rec["id"]

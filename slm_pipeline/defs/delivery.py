@@ -115,7 +115,7 @@ def eval_report(
                                                                               hits),
                        cfg.retrieval.min_score,
                        {**(info.get("recall") or {}), "k": cfg.retrieval.k, "chunks": info["chunks"],
-                        "latency_ms_p50": info.get("latency_ms_p50")})
+                        "latency_ms_p50": info.get("latency_ms_p50")}, answer_score=cfg.retrieval.answer_score)
     version = version_of(quantized_model["version"], cfg.eval.model_dump(), retrieval_index["version"],
                          cfg.retrieval.model_dump())
     root = asset_dir(cfg, "eval_report")
