@@ -117,16 +117,19 @@ class RetrievalConfig(_Section):
         "lowered recall@3 from 0.90 to 0.80 at weight 0.5).",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion constant: score = weight / (rrf_k + rank).")
+    scope_threshold: float = Field(
+        0.3, ge=0.0, le=1.0, description="Questions the scope classifier (trained on the corpus's own questions vs "
+        "the policy's out_of_scope_examples, stored with the index) gives a lower P(in scope) than this get the "
+        "policy refusal without generation; all others are answered, never with the refusal. Below 0.5 because "
+        "refusing a customer's real question costs more than answering an off-topic one from the help center.",
+    )
     min_score: float = Field(
-        0.25, ge=-1.0, le=1.0, description="If the best chunk's cosine similarity is below this, `serve` and eval "
-        "answer with the policy refusal without generating (demo: gold questions score >= 0.26, 2/3 of "
-        "out-of-domain probes < 0.25). -1 disables it.",
+        0.25, ge=-1.0, le=1.0, description="Fallback when there is no scope classifier (no out_of_scope_examples in "
+        "the policy): if the best chunk's cosine similarity is below this, the answer is the refusal. -1 disables it.",
     )
     answer_score: float = Field(
-        0.40, ge=-1.0, le=2.0, description="If the best chunk's cosine similarity is at least this, the question is "
-        "in scope and the model may not answer with the refusal (its first token is suppressed). 78 of the policy's "
-        "80 out-of-scope examples score below 0.40; on the demo eval it cut false refusals from 0.20 to 0.10 with "
-        "out-of-domain refusals at 0.97. 2 disables it.",
+        0.40, ge=-1.0, le=2.0, description="Fallback without a scope classifier: at or above this best-chunk "
+        "similarity the model may not answer with the refusal (its first token is suppressed). 2 disables it.",
     )
     chunk_words: int = Field(80, ge=10, description="Split document sections longer than this many words.")
     overlap_words: int = Field(20, ge=0, description="Words repeated at the start of the next piece of a split section.")

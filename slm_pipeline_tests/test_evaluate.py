@@ -423,11 +423,12 @@ def test_report_html_many_models_sources_and_escaping():
 def test_run_eval_rag_variants_use_retrieved_context_and_report_sources(tiny_model_dir, tiny_index, tmp_path):
     from slm_pipeline.config import RetrievalConfig
     from slm_pipeline.core.evaluate import RagSetup
-    from slm_pipeline.core.retrieval import context_system_message, open_index
+    from slm_pipeline.core.grounding import Grounder
+    from slm_pipeline.core.retrieval import open_index
 
     index = open_index(tiny_index, RetrievalConfig(k=2))
-    rag = RagSetup(index.search_many, lambda hits: context_system_message(SYSTEM, "LoopBike", hits), 0.25,
-                   {"recall_at_1": 1.0, "k": 2})
+    grounder = Grounder(index, SYSTEM, "LoopBike", REFUSAL, min_score=0.25)  # no scope classifier: score floor
+    rag = RagSetup(grounder.ground_many, {"recall_at_1": 1.0, "k": 2})
     result = run_eval({"base": tiny_model_dir, "base+rag": tiny_model_dir}, GOLD, OOD, PII, SYSTEM, REFUSAL,
                       EvalConfig(max_new_tokens=3, latency_prompts=2), tmp_path / "eval", rag=rag,
                       baseline="base", candidate="base+rag")

@@ -206,3 +206,29 @@ def test_refusal_calibration_by_retrieval_score(tiny_index, tiny_model_dir):
                                   begin_suppress_tokens=free)
     assert tok.decode(free) == b_free.text or not b_free.text.strip()
     assert (b_blocked.text, b_blocked.new_tokens) != (b_free.text, b_free.new_tokens) or b_free.new_tokens == 0
+
+
+def test_scope_classifier_refuses_off_topic_and_answers_paraphrases(tmp_path):
+    """Trained on the corpus's own questions vs the policy's out-of-scope examples; judged on questions it never
+    saw (neither list)."""
+    from slm_pipeline.core.retrieval import index_corpus
+    from slm_pipeline.core.scope import ScopeClassifier
+
+    chats = [{"id": f"chat-{i}", "kind": "chat", "messages": [{"role": "user", "content": q},
+                                                               {"role": "assistant", "content": "Sure."}]}
+             for i, q in enumerate(["My bike won't unlock, the light stays red", "I was charged twice for one ride",
+                                    "Can I pause my monthly plan while on holiday?", "The dock didn't lock my bike",
+                                    "How do I add a second card to my wallet?", "Is a helmet included with rides?"])]
+    info = index_corpus([*TINY_RECORDS, *chats], RetrievalConfig(), tmp_path,
+                        out_of_scope=POLICY.out_of_scope_examples)
+    assert info["scope"]["out_of_scope_examples"] == len(set(POLICY.out_of_scope_examples))
+    scope = ScopeClassifier.load(tmp_path)
+    index = open_index(tmp_path, RetrievalConfig(k=2))
+    grounder = Grounder(index, POLICY.system_prompt, POLICY.company, POLICY.refusal, min_score=0.25,
+                        scope=scope, scope_threshold=0.3)
+    asks = {"What's the price of a 24 hour ticket?": True, "how far does the electric bike go on a full battery": True,
+            "Who won the football world cup in 2018?": False, "Give me a recipe for banana bread.": False}
+    results = grounder.ground_many([[{"role": "user", "content": q}] for q in asks])
+    for (q, expected), g in zip(asks.items(), results, strict=True):
+        assert (g.refusal is None) == expected, (q, g.scope_probability)
+        assert g.in_scope == expected and g.scope_probability is not None

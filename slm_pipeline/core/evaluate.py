@@ -194,16 +194,12 @@ def _free(model) -> None:
 
 @dataclass
 class RagSetup:
-    """How '+rag' configurations see retrieved context, exactly as `serve` does: `search(prompts)` gives the hits
-    per prompt, `system_message(hits)` renders them into the system message (retrieval.context_system_message),
-    and a prompt whose best hit scores below `min_score` gets `refusal` without generation. `summary` (recall@k,
-    latency) goes into the report."""
+    """How '+rag' configurations answer, exactly as `serve` does: `ground` is a Grounder's `ground_many` (retrieved
+    context in the system message, refusal without generation for out-of-scope questions, no refusal start for
+    in-scope ones; core/grounding.py). `summary` (recall@k, latency, scope) goes into the report."""
 
-    search: Callable[[list[str]], list[list[Any]]]
-    system_message: Callable[[list[Any]], str]
-    min_score: float
+    ground: Callable[[list[list[dict]]], list[Any]]
     summary: dict = field(default_factory=dict)
-    answer_score: float = 2.0  # best hit >= this: the answer may not start with the refusal (as `serve`)
 
 
 def is_rag(name: str) -> bool:
@@ -241,7 +237,7 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
             batch = generate_batch(model, tokenizer, [work[k][2] for k in group], [systems[k] for k in group],
                                    cfg.max_new_tokens, cfg.batch_size, said, begin_suppress_tokens=suppress)
             gens.update(zip(group, batch, strict=True))
-        for k in gated:  # below retrieval.min_score: the refusal, as `serve` answers without generating
+        for k in gated:  # out of scope: the refusal, as `serve` answers without generating
             gens[k] = Generation(refusal, 0, 0, None, None, 0.0)
         for k, (kind, item, prompt) in enumerate(work):
             gen = gens[k] if k in gens else generate_answer(model, tokenizer, prompt, systems[k], cfg.max_new_tokens,
@@ -354,9 +350,9 @@ def run_eval(
                             "(materialize retrieval_index, or set retrieval.enabled: true)")
         prompts = list(dict.fromkeys([g["question"] for g in gold_eval] + [o["question"] for o in ood]
                                      + [p["prompt"] for p in pii]))
-        contexts = {p: (rag.system_message(h), h, not h or h[0].score < rag.min_score,
-                        bool(h) and h[0].score >= rag.answer_score)
-                    for p, h in zip(prompts, rag.search(prompts), strict=True)}
+        grounded = rag.ground([[{"role": "user", "content": p}] for p in prompts])
+        contexts = {p: (g.messages[0]["content"] if g.refusal is None else system_prompt, g.hits,
+                        g.refusal is not None, g.in_scope) for p, g in zip(prompts, grounded, strict=True)}
 
     metrics: dict[str, dict] = {}
     all_rows: list[dict] = []
@@ -406,7 +402,7 @@ def run_eval(
         "models": metrics,
         "counts": {"gold": len(gold_eval), "gold_total": len(gold), "ood": len(ood), "pii": len(pii)},
         "embedding": embedding_note,
-        "retrieval": ({**rag.summary, "min_score": rag.min_score} if rag is not None and contexts else None),
+        "retrieval": (rag.summary if rag is not None and contexts else None),
         "human_grades": {"sheet": str(graded_sheet), "by_model": grades} if grades is not None else None,
         "config": cfg.model_dump(),
         "seconds": seconds,

@@ -137,13 +137,14 @@ class RetrievalIndex:
                 for dr, sr in zip(docs, scores, strict=True)]
 
     def search_many(self, queries: Sequence[str], k: int | None = None,
-                    exclude: Sequence[set[str]] | None = None) -> list[list[Hit]]:
-        """Top-k hits per query (fused order). `exclude[i]`: chunk ids query i must not get (for distractors)."""
+                    exclude: Sequence[set[str]] | None = None, vectors=None) -> list[list[Hit]]:
+        """Top-k hits per query (fused order). `exclude[i]`: chunk ids query i must not get (for distractors);
+        `vectors`: the queries' embeddings when the caller has them already."""
         k = self.k if k is None else k
         queries = list(queries)
         if not queries:
             return []
-        vectors = self.embedder.embed(queries).numpy()
+        vectors = (self.embedder.embed(queries) if vectors is None else vectors).numpy()
         n = max(self.candidates, k + max((len(e) for e in exclude or []), default=0))
         lexical = self._lexical(queries, n)
         out = []
@@ -190,9 +191,11 @@ def open_index(folder: Path | str, rcfg, embedder=None) -> RetrievalIndex:
                           bm25_weight=rcfg.bm25_weight, rrf_k=rcfg.rrf_k)
 
 
-def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] = (), progress=None) -> dict:
-    """Chunk anonymized `records`, build the index in `out_dir`, and measure it: recall@1/3/k of the gold key
-    facts and search latency. Returns the summary (also written as index.json)."""
+def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] = (), progress=None,
+                 out_of_scope: Sequence[str] = ()) -> dict:
+    """Chunk anonymized `records`, build the index in `out_dir`, train the scope classifier (core/scope.py) when
+    `out_of_scope` examples are given, and measure it: recall@1/3/k of the gold key facts, search latency and the
+    share of gold questions the classifier keeps in scope. Returns the summary (also written as index.json)."""
     import statistics
 
     from .chunking import chunk_records
@@ -205,6 +208,12 @@ def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] 
     info = build_index(chunks, embedder, out_dir, settings, progress)
     index = open_index(out_dir, rcfg, embedder)
     summary = dict(info)
+    from .scope import scope_training_texts, train_scope_classifier
+
+    scope = train_scope_classifier(index, scope_training_texts(records), list(out_of_scope))
+    if scope is not None:
+        scope.save(out_dir)
+        summary["scope"] = dict(scope.report)
     if gold:
         questions = [g["question"] for g in gold]
         index.search_many(questions[:2])  # warm-up
@@ -217,5 +226,9 @@ def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] 
         summary["recall"] = fact_recall(hits, gold, sorted({1, 3, rcfg.k, 5}))
         summary["latency_ms_p50"] = round(statistics.median(times), 2)
         summary["gold_top_score_min"] = round(min(h[0].score for h in hits if h), 4)
+        if scope is not None:  # held-out check: gold questions are never scope training examples
+            probs = scope.probability(index.embedder.embed(questions), [h[0].score for h in hits])
+            summary["scope"]["gold_in_scope_share"] = round(
+                sum(p >= rcfg.scope_threshold for p in probs) / len(probs), 4)
     (Path(out_dir) / "index.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -159,11 +159,13 @@ def retrieval_index(
     cfg = settings.load()
     records = read_jsonl(Path(anonymized_corpus["records"]))  # only anonymized text enters the index
     gold = load_gold(cfg.path(cfg.gold_file))
-    version = version_of(anonymized_corpus["version"], cfg.retrieval.model_dump(exclude={"enabled", "min_score",
-                                                                                          "oracle_share"}))
+    out_of_scope = load_policy(cfg.path(cfg.policy_file)).out_of_scope_examples  # scope classifier negatives
+    version = version_of(anonymized_corpus["version"], out_of_scope,
+                         cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score", "scope_threshold",
+                                                           "oracle_share"}))
     out = asset_dir(cfg, "retrieval_index") / version
     with atomic_dir(out) as tmp:
-        info = index_corpus(records, cfg.retrieval, tmp, gold, progress=context.log.info)
+        info = index_corpus(records, cfg.retrieval, tmp, gold, progress=context.log.info, out_of_scope=out_of_scope)
         write_manifest(tmp, asset="retrieval_index", version=version, anonymized_corpus=anonymized_corpus["version"],
                        config=cfg.retrieval.model_dump())
     set_latest(out.parent, version)
@@ -180,6 +182,7 @@ def retrieval_index(
             "index_mb": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 2),
             "latency_ms_p50": info.get("latency_ms_p50", 0.0),
             **numbers("gold_", recall),
+            **numbers("scope_", info.get("scope") or {}),
         },
     )
 

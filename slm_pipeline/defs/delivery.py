@@ -107,15 +107,14 @@ def eval_report(
     candidate, baseline = ("merged+rag", "base+rag") if use_rag else ("merged", "base")
     rag = None
     if use_rag:
-        from ..core.retrieval import context_system_message, open_index
+        from ..core.grounding import load_grounder
 
-        index = open_index(retrieval_index["dir"], cfg.retrieval)
+        grounder = load_grounder(cfg, retrieval_index["dir"])
         info = json.loads((Path(retrieval_index["dir"]) / "index.json").read_text())
-        rag = RagSetup(index.search_many, lambda hits: context_system_message(policy.system_prompt, policy.company,
-                                                                              hits),
-                       cfg.retrieval.min_score,
-                       {**(info.get("recall") or {}), "k": cfg.retrieval.k, "chunks": info["chunks"],
-                        "latency_ms_p50": info.get("latency_ms_p50")}, answer_score=cfg.retrieval.answer_score)
+        rag = RagSetup(grounder.ground_many, {
+            **(info.get("recall") or {}), "k": cfg.retrieval.k, "chunks": info["chunks"],
+            "latency_ms_p50": info.get("latency_ms_p50"), "scope_threshold": cfg.retrieval.scope_threshold,
+            "scope_classifier": grounder.scope is not None})
     version = version_of(quantized_model["version"], cfg.eval.model_dump(), retrieval_index["version"],
                          cfg.retrieval.model_dump())
     root = asset_dir(cfg, "eval_report")
