@@ -241,8 +241,9 @@ def test_feedback_corrections_become_anonymized_instruction_pairs(tmp_path, tiny
     )
     store = store_for(settings)
     (cid,) = add_completions(store, 1)
-    store.add_feedback(cid, -1, correction="Call Ottoline Brackenbury at +44 20 7946 0123, she unlocks it remotely.")
-    selection = ["raw_corpus", "anonymized_corpus", "instruction_pairs", "base_model"]
+    store.add_feedback(cid, -1, correction="Call Ottoline Brackenbury at +44 20 7946 0123. "
+                                           "Support can unlock a stuck bike remotely from the app.")
+    selection = ["raw_corpus", "anonymized_corpus", "retrieval_index", "instruction_pairs", "base_model"]
     result = dg.materialize([*defs.assets, *defs.asset_checks], selection=selection,
                             resources={"settings": settings}, raise_on_error=False)
     assert result.success
@@ -254,4 +255,6 @@ def test_feedback_corrections_become_anonymized_instruction_pairs(tmp_path, tiny
     fb = [s for s in train if s["source"] == "feedback"]
     assert len(fb) == 1
     answer = fb[0]["messages"][-1]["content"]
-    assert "Ottoline" not in answer and "7946" not in answer and "<PERSON_1>" in answer
+    # anonymized, and the sentence that needed a placeholder is not a training target (no tags are learnt)
+    assert "Ottoline" not in answer and "7946" not in answer and "<PERSON_1>" not in answer
+    assert answer == "Support can unlock a stuck bike remotely from the app."
