@@ -191,7 +191,7 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
                 out.append(_sample(sid, "doc", _qa(_doc_question(policy.company, title, heading, sid), body), policy))
                 if teacher is not None:
                     out.extend(_teacher_samples(teacher, sid, title, f"{heading}\n\n{body}", policy, drop))
-    if cfg.include_refusals:
+    if cfg.include_refusals is not False:  # None (auto) is resolved by the caller; plain callers get refusals
         for question in dict.fromkeys(policy.out_of_scope_examples):  # de-duplicated, order kept
             # Id from the question text, so adding examples does not rename (and re-split) the others.
             sid = f"refusal#{hashlib.sha1(question.encode()).hexdigest()[:10]}"

@@ -242,7 +242,10 @@ def instruction_pairs(
             raft_report.update(report)
             return out
 
-    result = build_pairs(records, policy, gold, cfg.pairs, count_tokens=count_tokens, seed=cfg.train.seed,
+    pairs_cfg = cfg.pairs
+    if pairs_cfg.include_refusals is None:  # auto: the scope classifier refuses when retrieval is on
+        pairs_cfg = pairs_cfg.model_copy(update={"include_refusals": not cfg.retrieval.enabled})
+    result = build_pairs(records, policy, gold, pairs_cfg, count_tokens=count_tokens, seed=cfg.train.seed,
                          contextualize=contextualize)
     result.report["retrieval_context"] = raft_report or None
     train = [s for s in result.samples if s["split"] == "train"]
