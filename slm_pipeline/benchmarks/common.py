@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
 from ..config import PipelineConfig
+from ..core.generation import percentile  # noqa: F401 - one percentile for eval and bench
 
 LORA_TARGETS_NOTE = "same LoraConfig both sides (r, alpha, dropout, target_modules from TrainConfig)"
 
@@ -19,19 +20,19 @@ def _say(log: Callable[[str], None] | None, msg: str) -> None:
         log(msg)
 
 
+def run_guarded(results: dict, name: str, fn: Callable[[], dict], time_key: str) -> None:
+    """results[name] = fn(), or {"error": ...} if it raised (one broken part must not hide the others), with the
+    seconds it took under `time_key`."""
+    t0 = time.perf_counter()
+    try:
+        results[name] = fn()
+    except Exception as e:  # noqa: BLE001 - reported in the results instead
+        results[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+    results[name][time_key] = round(time.perf_counter() - t0, 1)
+
+
 def _r(x, nd=2):
     return None if x is None else round(float(x), nd)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default method); None for no values."""
-    xs = sorted(values)
-    if not xs:
-        return None
-    pos = (len(xs) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 # ------------------------------------------------------------------------------------------------ machine

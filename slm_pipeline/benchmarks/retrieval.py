@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..config import PipelineConfig
-from .common import _r, _say, percentile
+from .common import _r, _say, percentile, run_guarded
 
 
 def prepare_index(cfg: PipelineConfig, tmp_dir: Path, log: Callable[[str], None] | None = None,
@@ -174,12 +174,7 @@ def bench_retrieval(cfg: PipelineConfig, base_path: Path | None, samples: list[d
             if name not in parts:
                 out[name] = {"skipped": "not requested"}
                 return
-            t0 = time.perf_counter()
-            try:
-                out[name] = fn()
-            except Exception as e:  # one broken part must not hide the others
-                out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-            out[name]["part_s"] = round(time.perf_counter() - t0, 1)
+            run_guarded(out, name, fn, "part_s")
 
         part("ttft", lambda: bench_context_ttft(base_path, index, policy.system_prompt, policy.company,
                                                 _pick(questions, prompts), max_new_tokens, ttft_repeats,

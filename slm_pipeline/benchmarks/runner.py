@@ -11,7 +11,7 @@ import torch
 
 from ..config import PipelineConfig
 from .anonymization import bench_anonymization
-from .common import _say, demo_samples, matmul_peak, peak_rss_mb
+from .common import _say, demo_samples, matmul_peak, peak_rss_mb, run_guarded
 from .end_to_end import end_to_end
 from .inference import DEFAULT_PROMPTS, bench_inference
 from .report import markdown
@@ -38,12 +38,7 @@ def run_bench(cfg: PipelineConfig, out_dir: Path, *, skip: set[str] = frozenset(
             res[name] = {"skipped": "by flag"}
             return
         _say(log, f"== {name}")
-        t0 = time.perf_counter()
-        try:
-            res[name] = fn()
-        except Exception as e:  # one broken section must not hide the others
-            res[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-        res[name]["section_s"] = round(time.perf_counter() - t0, 1)
+        run_guarded(res, name, fn, "section_s")
         _say(log, f"   {name} done in {res[name]['section_s']}s")
 
     section("training", lambda: bench_training(base_path, samples, cfg.train, res["machine"], tokens=train_tokens,

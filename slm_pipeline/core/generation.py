@@ -146,7 +146,7 @@ def generate_batch(model, tokenizer, user_messages: Sequence[str], system_prompt
     return out
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default method)."""
     xs = sorted(values)
     if not xs:
@@ -168,8 +168,8 @@ def latency_summary(rows: Iterable[dict | Generation]) -> dict:
     new = [get(r, "new_tokens") for r in rows if get(r, "new_tokens") is not None]
     return {
         "n": len(rows),
-        "ttft_ms_p50": _r(_percentile(ttft, 50), 2),
-        "ttft_ms_p95": _r(_percentile(ttft, 95), 2),
+        "ttft_ms_p50": _r(percentile(ttft, 50), 2),
+        "ttft_ms_p95": _r(percentile(ttft, 95), 2),
         "ttft_ms_mean": _r(_mean(ttft), 2),
         "decode_tok_s_mean": _r(_mean(rate), 2),
         "prompt_tokens_mean": _r(_mean(prompt), 1),

@@ -66,7 +66,8 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
         hs = list(hs)
         if oracle:
             present = any(h.chunk.id in oracle for h in hs)
-            counts["oracle_retrieved" if present else "oracle_missed"] += 1 if w else 0
+            if w:
+                counts["oracle_retrieved" if present else "oracle_missed"] += 1
             if w and not present:
                 best = next(iter(sorted(oracle)))
                 pos = int(_unit(seed + 1, s["id"]) * len(hs))  # anywhere, so "the answer is last" is not learnt
