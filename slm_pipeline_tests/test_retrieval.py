@@ -232,3 +232,16 @@ def test_scope_classifier_refuses_off_topic_and_answers_paraphrases(tmp_path):
     for (q, expected), g in zip(asks.items(), results, strict=True):
         assert (g.refusal is None) == expected, (q, g.scope_probability)
         assert g.in_scope == expected and g.scope_probability is not None
+
+
+def test_hybrid_hits_carry_their_dense_score(tiny_index):
+    """With BM25 fused in, a hit only BM25 found still reports its cosine similarity (from the stored vectors)."""
+    import numpy as np
+
+    index = open_index(tiny_index, RetrievalConfig(k=6, candidates=2, bm25_weight=1.0))
+    question = "reset password link"
+    hits = index.search(question)
+    q = index.embedder.embed([question]).numpy()[0]
+    for h in hits:
+        expected = float(np.dot(q, index.embedder.embed([f"{h.chunk.label}\n{h.chunk.text}"]).numpy()[0]))
+        assert abs(h.score - expected) < 1e-3, h.chunk.id

@@ -113,8 +113,12 @@ class RetrievalIndex:
                                     "retrieval_index first (slm-pipeline run)")
         self.info = json.loads((self.folder / "index.json").read_text())
         self.table = lancedb.connect(str(self.folder / "lancedb")).open_table(TABLE)
-        rows = self.table.to_arrow().drop_columns(["vector"]).to_pylist()
+        table = self.table.to_arrow()
+        rows = table.drop_columns(["vector"]).to_pylist()
         self.chunks = [Chunk(**{k_: r[k_] for k_ in Chunk.__dataclass_fields__}) for r in rows]
+        # Stored chunk vectors, for the dense score of hits only BM25 found (never re-embedded per query).
+        self._vectors = ({c.id: v for c, v in zip(self.chunks, table["vector"].to_numpy(zero_copy_only=False),
+                                                   strict=True)} if bm25_weight > 0 else {})
         self.by_id = {c.id: c for c in self.chunks}
         self.bm25 = bm25s.BM25.load(str(self.folder / "bm25")) if bm25_weight > 0 else None
         self.embedder = embedder or Embedder(Path(self.info["embedding_model"]))
@@ -162,8 +166,7 @@ class RetrievalIndex:
             if missing:  # lexical-only hits: their dense score, for the threshold and the sources
                 import numpy as np
 
-                emb = self.embedder.embed([_embed_text(self.by_id[c]) for c in missing]).numpy()
-                cos.update({c: float(np.dot(vec, e)) for c, e in zip(missing, emb, strict=True)})
+                cos.update({c: float(np.dot(vec, self._vectors[c])) for c in missing})
             out.append([Hit(self.by_id[cid], round(cos[cid], 4), fused[cid]) for cid in ranked])
         return out
 
