@@ -2060,7 +2060,7 @@ CANARY_PEOPLE = {
     },
     "marisol": {
         "name": "Marisol Featherstonehaugh", "first": "Marisol", "last": "Featherstonehaugh",
-        "email": "marisol.featherstonehaugh@example.net", "ssn": "547-31-8862", "ip": "203.0.113.77",
+        "email": "marisol.featherstonehaugh@example.net", "ssn": "547-31-8862", "ip": "81.2.69.77",
     },
 }
 CANARIES: list[tuple[str, str]] = [
@@ -2073,7 +2073,7 @@ CANARIES: list[tuple[str, str]] = [
     ("CREDIT_CARD", CANARY_CARD),
     ("IBAN_CODE", CANARY_IBAN),
     ("US_SSN", "547-31-8862"),
-    ("IP_ADDRESS", "203.0.113.77"),
+    ("IP_ADDRESS", "81.2.69.77"),
     ("ORDER_ID", "ORD-990417"),
     ("ACCOUNT_ID", "ACC-770321"),
 ]

@@ -51,11 +51,20 @@ def cmd_run(args) -> int:
     gate_failed = False
     for check in result.get_asset_check_evaluations():
         print(f"  check {check.check_name:<36} {'passed' if check.passed else 'FAILED'}")
+        if check.check_name == "anonymized_corpus_no_pii_leak" and not check.passed:
+            from .core.anonymize import format_leaks
+
+            leaked = check.metadata.get("leaked")
+            print("\n" + format_leaks(leaked.value if leaked else []) + "\nNothing downstream of anonymized_corpus "
+                  "ran; the full list is under `leaks` in its pii_report.json.\n")
         if check.check_name == "eval_report_promotion_gate" and not check.passed:
             gate_failed = True
             reasons = check.metadata.get("reasons")
             print(f"\nThe tuned model was NOT promoted:\n{reasons.value if reasons else ''}")
-    failures = [e for e in result.all_events if e.is_step_failure]
+    # A failed leak check was explained above; Dagster's own error for it would only repeat the check's name.
+    failures = [e for e in result.all_events if e.is_step_failure and not e.step_key.endswith("_no_pii_leak")]
+    if not failures and not result.success:
+        return 1
     # A failed promotion gate is a verdict on the model, not a broken pipeline: every asset was materialized.
     if any(not (gate_failed and e.step_key.endswith("promotion_gate")) for e in failures):
         for e in failures:
@@ -66,11 +75,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_anonymize(args) -> int:
-    from .core.anonymize import anonymize_jsonl
+    from .core.anonymize import anonymize_jsonl, format_leaks, pipeline_anonymizer
 
     cfg = load_config(args.config)
-    stats = anonymize_jsonl(Path(args.input), Path(args.output), cfg.anonymize)
+    stats = anonymize_jsonl(Path(args.input), Path(args.output), anonymizer=pipeline_anonymizer(cfg))
     print(json.dumps(stats, indent=2, default=str) if stats else f"wrote {args.output}")
+    if stats.get("leaks"):
+        print(f"\n{format_leaks(stats['leaks'])}\n{args.output} still contains them.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -76,6 +76,15 @@ class AnonymizeConfig(_Section):
     )
     seed: int = Field(0, description="Seed for per-record fake values in 'fake' mode.")
     n_examples: int = Field(5, ge=0, description="Anonymized snippets kept in the report (never raw PII).")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Never PII: terms (whole words, any case, e.g. product names 'Resilio Sync') and regexes "
+        "written 're:<pattern>' (a detection inside a match is dropped). The policy's company name is always allowed.",
+    )
+    keep_non_public_ips: bool = Field(
+        True, description="Keep loopback, unspecified (0.0.0.0, ::), private, link-local, multicast and "
+        "documentation IPs (RFC 5737, RFC 3849): they identify nobody. Public IPs are always replaced.",
+    )
 
 
 class PairsConfig(_Section):
@@ -137,6 +146,10 @@ class RetrievalConfig(_Section):
     )
     chunk_words: int = Field(80, ge=10, description="Split document sections longer than this many words.")
     overlap_words: int = Field(20, ge=0, description="Words repeated at the start of the next piece of a split section.")
+    context_views: int = Field(
+        1, ge=1, le=8, description="RAFT: training samples per FAQ/document answer, each with its own draw of "
+        "distractors and oracle position (more practice at finding the answer among excerpts; longer training).",
+    )
     oracle_share: float = Field(
         0.8, ge=0.0, le=1.0, description="RAFT: share of in-domain training samples whose context contains the "
         "chunk the answer came from; the rest see distractors only (teaches the model to rely on, not parrot, context).",

@@ -106,6 +106,32 @@ def test_raft_samples_have_the_oracle_share_and_the_serving_template(tmp_path):
     assert all(not validate_sample(s, POLICY.system_prompt) for s in samples)
 
 
+def test_extra_context_views_draw_other_distractors_and_stay_in_their_samples_split(tmp_path):
+    from slm_pipeline.core.retrieval import index_corpus
+
+    records = _faq_records(40)
+    index_corpus(records, RetrievalConfig(), tmp_path)
+    index = open_index(tmp_path, RetrievalConfig(k=3))
+
+    def contextualize(batch):
+        return add_retrieved_context(batch, index, POLICY, k=3, oracle_share=0.75, seed=1, views=3)[0]
+
+    cfg = PairsConfig(eval_fraction=0.2, include_refusals=False, near_duplicate_threshold=1.0)
+    samples = build_pairs(records, POLICY, [], cfg, contextualize=contextualize).samples
+    views = [s for s in samples if "~" in s["id"]]
+    assert len(views) == 2 * len(samples) // 3
+    by_id = {s["id"]: s for s in samples}
+    for v in views:
+        original = by_id[v["group"]]
+        assert v["split"] == original["split"] and v["messages"][1:] == original["messages"][1:]
+        assert len(v["context_ids"]) == 3 and (f"{v['group']}#c0" in v["context_ids"]) == bool(v["oracle_ids"])
+    # Not one fixed context per question: the views of a sample differ from it in distractors or order.
+    assert sum(v["context_ids"] != by_id[v["group"]]["context_ids"] for v in views) >= 0.9 * len(views)
+    share = sum(bool(v["oracle_ids"]) for v in views) / len(views)
+    assert 0.6 <= share <= 0.9
+    assert all(not validate_sample(s, POLICY.system_prompt) for s in samples)
+
+
 def test_no_gold_question_or_answer_becomes_a_chunk_or_a_pair(tmp_path):
     """The demo corpus and the gold file: nothing of the gold set is indexed or trained on."""
     gold = load_gold(PROJECT_ROOT / "assets" / "gold" / "gold_qa.jsonl")

@@ -11,8 +11,8 @@ Anonymizer(cfg)                                 batch analysis + replacement + l
     .analyze_texts(texts) -> list[list[Finding]]
     .anonymize_texts(texts) -> list[str]
     .anonymize_records(records, progress=None) -> (records, AnonymizationReport)
-find_leaks(texts, values) -> list[dict]         pure leak check (record_id/type pairs, never values).
-load_canaries(path) -> list[(type, value)]
+find_leaks(texts, values) -> list[dict]         pure leak check: record, type, masked value, line, detector, fix.
+load_canaries(path) -> list[(type, value, "canary")]
 anonymize_jsonl(in_path, out_path, cfg) -> dict          (the report, JSON-ready; used by the CLI)
 record_texts(record) -> list[str]               the texts of a record that are anonymized
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import ipaddress
 import json
 import logging
 import pkgutil
@@ -58,14 +59,20 @@ from slm_pipeline.config import AnonymizeConfig
 from slm_pipeline.core.artifacts import write_jsonl
 
 __all__ = [
+    "AllowList",
     "AnonymizationReport",
     "Anonymizer",
     "Finding",
+    "PiiLeakError",
     "anonymize_jsonl",
     "build_analyzer",
     "find_leaks",
+    "format_leaks",
     "load_canaries",
     "make_offline",
+    "mask_value",
+    "non_public_ip",
+    "pipeline_anonymizer",
     "record_texts",
 ]
 
@@ -451,6 +458,8 @@ class PhoneNumberRecognizer(_OurRecognizer):
                 continue
             if _rx(r"\d{3}-\d{2}-\d{4}").fullmatch(core):  # SSN shape
                 continue
+            if _rx(r"\d{1,3}(?:\.\d{1,3}){3}").fullmatch(core) or _rx(r"\d+\.\d+").fullmatch(core):
+                continue  # an IPv4 address, a decimal or a build number ("20240305.1")
             if 13 <= nd <= 19 and not core.startswith(("+", "00", "(")) and _luhn_ok(digits) and \
                     _rx(r"\d{4}([ \-]?)\d{4}\1\d{4}\1\d{1,7}").fullmatch(core):
                 continue  # a card number
@@ -688,8 +697,9 @@ _STATE_ALT = "|".join(sorted(_US_STATES))
 
 class PostcodeRecognizer(_RegexRecognizer):
     ENTITY = "POSTCODE"
-    CONTEXT = ["zip", "zipcode", "postcode", "postal", "post", "plz", "cp", "postleitzahl", "code", "deliver",
-               "delivery", "area", "postcodes", "zips", "eircode"]
+    # Postcode words only: with "code", "area" or "delivery" any 5-digit number ("default is 32768") was a postcode.
+    CONTEXT = ["zip", "zipcode", "postcode", "postal", "plz", "cp", "postleitzahl", "postcodes", "zips", "eircode",
+               "cep"]
     PATTERNS = [
         (rf"\b{_UK_PC}\b", 0.65, 0, 0),
         (rf"\b(?:{_STATE_ALT}),?[ \t]+(?P<v>\d{{5}}(?:-\d{{4}})?)\b", 0.6, "v", 0),
@@ -706,10 +716,15 @@ class PostcodeRecognizer(_RegexRecognizer):
         lex = _lexicon()
         keep = []
         for r in res:
-            if r.score == 0.3:  # "75008 Paris": the next word must look like a place, not "75008 Bikes"
+            if r.score == 0.3:  # "75008 Paris": the next word must look like a place, not "75008 Bikes"/"32768 KiB"
                 nxt = _rx(r"[ \t]+([\p{L}\-]+)").match(text[r.end:])
-                w = nxt.group(1).lower() if nxt else ""
-                if not w or w in lex.narrow_common:
+                w = nxt.group(1) if nxt else ""
+                if not w or w.lower() in lex.narrow_common or w.lower() in lex.dictionary or \
+                        any(c.isupper() for c in w[1:]):
+                    if w.lower() not in lex.places:
+                        continue
+                # and the number must stand where a postcode does: line start, after a comma, or a known city
+                if w.lower() not in lex.places and not _rx(r"(?:^|[,\n])[ \t]*$").search(text[max(0, r.start - 3):r.start]):
                     continue
                 r.score = 0.45
             keep.append(r)
@@ -953,6 +968,8 @@ class StreetAddressRecognizer(_OurRecognizer):
                 if not fm:
                     continue
                 seg = fm.group(0)
+                if _rx(r"[<>=\"{}\[\]`]").search(seg):
+                    continue  # markup or code (address="192.168.0.20:22000"), not a postal address
                 cut = _ADDR_CUT.search(seg)
                 if cut:
                     seg = seg[:cut.start()]
@@ -1755,6 +1772,7 @@ class Finding:
     end: int
     score: float
     text: str
+    source: str = ""  # recognizer that found it (named in leak reports)
 
 
 def _resolve(text: str, cands: list[Finding]) -> list[Finding]:
@@ -1786,7 +1804,7 @@ def _resolve(text: str, cands: list[Finding]) -> list[Finding]:
         big = [f for f in cl if (f.end - f.start) >= 0.8 * union]
         best = max(whole or big or cl, key=lambda f: (f.score, f.end - f.start))
         score = max(f.score for f in cl)
-        out.append(Finding(best.entity_type, s, e, round(score, 3), text[s:e]))
+        out.append(Finding(best.entity_type, s, e, round(score, 3), text[s:e], best.source))
     return out
 
 
@@ -1815,6 +1833,41 @@ def _occurrence_regex(value: str, case_sensitive: bool = False) -> re.Pattern | 
     return re.compile(pre + body + post, 0 if case_sensitive else re.I)
 
 
+# A one-word name inside a path, URL, option or identifier ("~/.local/state/syncthing", "--mark", "maria.cfg") is
+# not that name in prose. Replacement (propagation) and the leak check share this matcher so they always agree.
+_TECH_PRE = r"(?<![\w/\\~@.:=%$]|\w-|--)"
+_TECH_POST = r"(?![\w/\\@]|[.:=\-][\w/])"
+
+
+@lru_cache(maxsize=20_000)
+def _single_name_regex(word: str, case_sensitive: bool) -> re.Pattern:
+    return re.compile(_TECH_PRE + re.escape(word) + _TECH_POST, 0 if case_sensitive else re.I)
+
+
+@lru_cache(maxsize=1)
+def _common_english_names() -> frozenset[str]:
+    """en_US first/last names: dictionary entries that are names first ("Maria", "John"), unlike "Server"."""
+    from faker.providers.person.en_US import Provider
+
+    return frozenset(n.lower() for n in [*Provider.first_names, *Provider.last_names])
+
+
+def _value_regex(etype: str, value: str) -> re.Pattern | None:
+    """How further occurrences of a detected value are found, for propagation and for the leak check alike.
+
+    One-word names match as prose words only (not inside paths/identifiers); a word from the name lists that is
+    no everyday word ("Maria", "MARIA", "maria") in any case, any other word ("Mark", "Server", "Syncthing")
+    only as written where it was detected (so a mistaken detection does not spread to "config" or "syncthing")."""
+    value = value.strip().replace("’", "'")
+    if etype == "PERSON" and len(value) >= 3 and " " not in value and value[0].isalnum() and value[-1].isalnum():
+        lex = _lexicon()
+        low = _norm_word(value)
+        any_case = lex.is_name(low) and low not in lex.narrow_common and low not in lex.ambiguous and \
+            low not in lex.places and (low not in lex.dictionary or low in _common_english_names())
+        return _single_name_regex(value, not any_case)
+    return _occurrence_regex(value)
+
+
 def _propagate(texts: list[str], per_text: list[list[Finding]], lex: _Lexicon) -> list[list[Finding]]:
     """Find further occurrences of detected values in the same group of texts (a record's turns).
 
@@ -1833,29 +1886,134 @@ def _propagate(texts: list[str], per_text: list[list[Finding]], lex: _Lexicon) -
                         values.setdefault(("PERSON", w), f)
     if not values:
         return per_text
-    lowered = [t.lower() for t in texts]
-    found_low = [f.text.lower() for fs in per_text for f in fs]
+    lowered = [t.lower().replace("’", "'") for t in texts]
+    found_low = [f.text.lower().replace("’", "'") for fs in per_text for f in fs]
     pats = []
     for (etype, val), f in values.items():
-        lv = val.lower()
+        lv = val.lower().replace("’", "'")
         if sum(t.count(lv) for t in lowered) <= sum(x.count(lv) for x in found_low):
             continue  # every occurrence is already inside a detection
-        rx = _occurrence_regex(val, case_sensitive=(etype == "PERSON" and " " not in val))
+        rx = _value_regex(etype, val)
         if rx is not None:
-            pats.append((etype, rx, f.score))
+            pats.append((etype, rx, f.score, f.source))
     out = []
     for text, fs in zip(texts, per_text, strict=False):
         new = list(fs)
         taken = [(f.start, f.end) for f in fs]
-        for etype, rx, score in pats:
+        for etype, rx, score, source in pats:
             for m in rx.finditer(text):
                 s, e = m.span()
                 if any(s < te and ts < e for ts, te in taken):
                     continue
-                new.append(Finding(etype, s, e, round(score * 0.95, 3), text[s:e]))
+                new.append(Finding(etype, s, e, round(score * 0.95, 3), text[s:e], source))
                 taken.append((s, e))
         out.append(sorted(new, key=lambda f: f.start))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Precision: what looks like PII in technical text but is not
+# ---------------------------------------------------------------------------------------------------------
+
+_DOC_NETS = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",
+                                                      "2001:db8::/32"))
+# systemd unit types: "syncthing@myuser.service" is an instance of a template unit, not a mailbox
+_UNIT_TYPES = {"service", "socket", "timer", "target", "mount", "automount", "path", "slice", "scope", "device",
+               "swap"}
+
+
+def non_public_ip(value: str) -> bool:
+    """Loopback, unspecified, private, link-local, multicast, reserved or documentation address (or a network of
+    them, "0.0.0.0/0"): identifies no one."""
+    v = value.strip().strip("[]").split("%")[0]
+    try:
+        net = ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return False
+    a = net.network_address
+    return net.prefixlen == 0 or a.is_private or a.is_loopback or a.is_unspecified or a.is_link_local or \
+        a.is_multicast or a.is_reserved or any(a in n for n in _DOC_NETS if n.version == a.version)
+
+
+def _technical_email(text: str, s: int, e: int) -> bool:
+    """user@host shapes that are not mailboxes: systemd units, module@version, URL credentials, format strings."""
+    local, _, domain = text[s:e].rpartition("@")
+    if not local:
+        return False
+    if domain.rsplit(".", 1)[-1].lower() in _UNIT_TYPES:
+        return True  # syncthing@myuser.service
+    if _rx(r"(?i)v?\d+(?:\.\d+)+(?:[\-+][\w.\-]*)?").fullmatch(domain):
+        return True  # suture@v3.0.2, lodash@4.17.21
+    if s and text[s - 1] in "%{$":
+        return True  # "%s@ad.example.com": a template
+    return bool(_rx(r"://[^\s/@]*$").search(text[max(0, s - 200):s]))  # http://user:password@proxy.example.com
+
+
+class AllowList:
+    """anonymize.allow (plus the policy's company name): terms and 're:<regex>' entries that are never PII.
+
+    A detection inside an allowed match is dropped; a person span that starts or ends with an allowed term is
+    trimmed ("Ubuntu Syncthing" -> "Ubuntu")."""
+
+    def __init__(self, entries: Iterable[str] = ()):
+        terms, self.regexes = [], []
+        for i, entry in enumerate(entries):
+            entry = str(entry).strip()
+            if entry.startswith("re:"):
+                try:
+                    self.regexes.append(re.compile(entry[3:]))
+                except re.error as err:
+                    raise ValueError(f"anonymize.allow[{i}]: {entry[3:]!r} is not a valid regex ({err})") from None
+            elif entry:
+                terms.append(r"\s+".join(re.escape(w) for w in entry.split()))
+        terms.sort(key=len, reverse=True)
+        self.terms = re.compile(r"(?<!\w)(?:" + "|".join(terms) + r")(?!\w)", re.I) if terms else None
+
+    def __bool__(self) -> bool:
+        return bool(self.terms or self.regexes)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        out = [m.span() for m in self.terms.finditer(text)] if self.terms else []
+        for rx in self.regexes:
+            out += [m.span() for m in rx.finditer(text) if m.end() > m.start()]
+        return out
+
+    def apply(self, text: str, findings: list[Finding]) -> list[Finding]:
+        spans = self.spans(text) if findings else []
+        if not spans:
+            return findings
+        out = []
+        for f in findings:
+            s, e = f.start, f.end
+            if any(a <= s and e <= b for a, b in spans):
+                continue
+            if f.entity_type == "PERSON":
+                for a, b in spans:
+                    if a <= s < b:
+                        s = b
+                    if a < e <= b:
+                        e = a
+                while s < e and not text[s].isalnum():
+                    s += 1
+                while e > s and not text[e - 1].isalnum():
+                    e -= 1
+                if e - s < 2:
+                    continue
+                if (s, e) != (f.start, f.end):
+                    f = Finding(f.entity_type, s, e, f.score, text[s:e], f.source)
+            out.append(f)
+        return out
+
+
+def _drop_non_pii(text: str, findings: list[Finding], keep_non_public_ips: bool) -> list[Finding]:
+    """Drop kept IPs and technical user@host strings, and anything detected inside them ("192.168.0.123" is no
+    phone number either)."""
+    keep = [(f.start, f.end) for f in findings
+            if (f.entity_type == "IP_ADDRESS" and keep_non_public_ips and non_public_ip(f.text))
+            or (f.entity_type == "EMAIL_ADDRESS" and _technical_email(text, f.start, f.end))]
+    if not keep:
+        return findings
+    return [f for f in findings if not any(a <= f.start and f.end <= b for a, b in keep)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -2009,37 +2167,82 @@ def _apply(text: str, findings: list[Finding], pmap: _PseudonymMap) -> tuple[str
 # ---------------------------------------------------------------------------------------------------------
 
 _DIGIT_RUN = re.compile(r"\d(?:[\s().\-/+]{0,3}\d)*")
+CANARY = "canary"  # `found_by` of planted values from canaries_file
 
 
-def find_leaks(texts: Iterable[tuple[str, str]], values: Iterable[tuple[str, str]]) -> list[dict]:
-    """Which (type, value) pairs still occur in which texts. Returns [{record_id, type}], never the values.
+def mask_value(value: str) -> str:
+    """A leaked value as reports show it: its first two characters and its length ("Sy… (9 chars)")."""
+    v = value.strip()
+    return f"{v[:2]}… ({len(v)} chars)" if len(v) > 3 else f"… ({len(v)} chars)"
 
-    Matching ignores case and whitespace differences; phone/card/SSN values are matched on digits only, so
-    "4111-1111-1111-1111" also catches "4111 1111 1111 1111". Values shorter than 3 characters are ignored.
+
+def _leak_fix(etype: str, found_by: str, value: str = "") -> str:
+    if found_by == CANARY and etype == "IP_ADDRESS" and non_public_ip(value):
+        return ("a planted canary IP in a non-public range (documentation/private/loopback), which "
+                "`anonymize.keep_non_public_ips: true` keeps: plant a public IP, or set it to false")
+    if found_by == CANARY:
+        return (f"a planted canary that no {etype} recognizer detected: the anonymizer misses values written like "
+                f"this one; make the detector catch it (or correct the canary if it is not written this way)")
+    return (f"{found_by or 'a recognizer'} detected this value elsewhere in the record, but this occurrence was not "
+            f"replaced. If it is not personal data (a product, a technical term), add it to `anonymize.allow` in "
+            f"slm_pipeline.yaml (a term, or 're:<regex>'); if it is, report the missed {etype} form")
+
+
+def _leak_position(text: str, mode: str, needle, etype: str) -> int:
+    """Character offset of a leaked value in `text` (for the line number in the report)."""
+    if mode == "text":
+        m = needle.search(text)
+        return m.start() if m else 0
+    if mode == "digits":
+        for m in _DIGIT_RUN.finditer(text):
+            if needle in _rx(r"\D").sub("", m.group(0)):
+                return m.start()
+        return 0
+    m = re.search(r"[\W_]*".join(re.escape(c) for c in needle), text, re.I)
+    return m.start() if m else 0
+
+
+def find_leaks(texts: Iterable[tuple], values: Iterable[tuple]) -> list[dict]:
+    """Which (type, value) pairs still occur in which texts.
+
+    texts: (record_id, text) or (record_id, text, where) with where = {"file": ..., "line": the record's line in
+    that file (a JSONL/CSV row; None for a document: the line within the text is reported)}. values: (type, value) or (type, value,
+    found_by) where found_by names the recognizer that detected the value (or CANARY).
+    Returns one dict per hit: record_id, type, value (masked, never the value itself), line, found_by, fix, and
+    file when given.
+
+    Matching uses the same rules as replacement (_value_regex): case and whitespace differences are ignored
+    (except for one-word names that are also dictionary words, and for names inside paths/identifiers); phone,
+    card and SSN values are matched on digits only ("4111-1111-1111-1111" also catches "4111 1111 1111 1111").
+    Values shorter than 3 characters are ignored.
     """
     checks = []
-    for etype, value in values:
+    for item in values:
+        etype, value = item[0], item[1]
+        found_by = item[2] if len(item) > 2 else ""
         if not isinstance(value, str):
             value = str(value)
         digits = _rx(r"\D").sub("", value)
         if etype in DIGIT_TYPES and len(digits) >= 6:
-            checks.append((etype, "digits", digits))
+            checks.append((etype, value, found_by, "digits", digits))
         elif etype in ALNUM_TYPES and len(_rx(r"[\W_]").sub("", value)) >= 5:
-            checks.append((etype, "alnum", _rx(r"[\W_]").sub("", value).upper()))
+            checks.append((etype, value, found_by, "alnum", _rx(r"[\W_]").sub("", value).upper()))
         else:
-            rx = _occurrence_regex(_norm_ws(value))
+            rx = _value_regex(etype, value)
             if rx is not None:
-                checks.append((etype, "text", rx))
+                checks.append((etype, value, found_by, "text", rx))
     leaks: list[dict] = []
     if not checks:
         return leaks
-    for record_id, text in texts:
+    for item in texts:
+        record_id, text = item[0], item[1]
+        where = item[2] if len(item) > 2 and item[2] else {}
         if not text:
             continue
-        norm = _norm_ws(text)
+        norm = text.replace("’", "'")
         runs = None
         alnum = None
-        for etype, mode, needle in checks:
+        for etype, value, found_by, mode, needle in checks:
             if mode == "digits":
                 if runs is None:
                     runs = [_rx(r"\D").sub("", m.group(0)) for m in _DIGIT_RUN.finditer(text)]
@@ -2050,13 +2253,44 @@ def find_leaks(texts: Iterable[tuple[str, str]], values: Iterable[tuple[str, str
                 hit = needle in alnum
             else:
                 hit = needle.search(norm) is not None
-            if hit:
-                leaks.append({"record_id": record_id, "type": etype})
+            if not hit:
+                continue
+            line_in_text = norm.count("\n", 0, _leak_position(norm, mode, needle, etype)) + 1
+            first = where.get("line")
+            leak = {"record_id": record_id, "type": etype, "value": mask_value(value),
+                    "line": first if first is not None else line_in_text,
+                    "found_by": found_by or "", "fix": _leak_fix(etype, found_by, value)}
+            if where.get("file"):
+                leak["file"] = where["file"]
+            leaks.append(leak)
     return leaks
 
 
-def load_canaries(path: str | Path | None) -> list[tuple[str, str]]:
-    """Planted PII from YAML `canaries: [{type, value}, ...]`; a missing file means no canaries."""
+def format_leaks(leaks: list[dict], limit: int = 10) -> str:
+    """The leak check's verdict for people: what leaked (masked), where, which detector, and the fix."""
+    seen: set = set()
+    leaks = [x for x in leaks if not ((k := (x.get("record_id"), x.get("type"), x.get("value"), x.get("found_by")))
+                                      in seen or seen.add(k))]
+    lines = [f"PII leak check failed: {len(leaks)} value(s) survived anonymization."]
+    for x in leaks[:limit]:
+        where = f"{x['file']} line {x['line']}" if x.get("file") else f"line {x.get('line', '?')} of the record"
+        lines.append(f"  - {x['type']} {x.get('value', '')} in record {x['record_id']} ({where}): {x.get('fix', '')}")
+    if len(leaks) > limit:
+        lines.append(f"  … and {len(leaks) - limit} more (all listed under `leaks` in pii_report.json)")
+    return "\n".join(lines)
+
+
+class PiiLeakError(ValueError):
+    """Raised where anonymized text would leave with PII in it; the message is format_leaks()."""
+
+    def __init__(self, leaks: list[dict]):
+        super().__init__(format_leaks(leaks))
+        self.leaks = leaks
+
+
+def load_canaries(path: str | Path | None) -> list[tuple[str, str, str]]:
+    """Planted PII from YAML `canaries: [{type, value}, ...]` as (type, value, CANARY); a missing file means no
+    canaries. The third element tells find_leaks that no detector found the value."""
     if not path:
         return []
     p = Path(path)
@@ -2073,7 +2307,7 @@ def load_canaries(path: str | Path | None) -> list[tuple[str, str]]:
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "value" not in item:
             raise ValueError(f"{p}: canaries[{i}] must be a mapping with `type` and `value`")
-        out.append((str(item.get("type", "UNKNOWN")), str(item["value"])))
+        out.append((str(item.get("type", "UNKNOWN")), str(item["value"]), CANARY))
     return out
 
 
@@ -2160,8 +2394,11 @@ def _snippet(text: str, s: int, e: int, width: int = 60) -> str:
 class Anonymizer:
     """Batch PII detection (spaCy nlp.pipe + Presidio recognizers) and consistent pseudonymization."""
 
-    def __init__(self, cfg: AnonymizeConfig | None = None, analyzer: AnalyzerEngine | None = None):
+    def __init__(self, cfg: AnonymizeConfig | None = None, analyzer: AnalyzerEngine | None = None, *,
+                 allow: Iterable[str] = ()):
+        """`allow`: terms never treated as PII on top of cfg.allow (pipeline_anonymizer passes the company)."""
         self.cfg = cfg or AnonymizeConfig()
+        self.allow = AllowList([*getattr(self.cfg, "allow", []), *allow])
         self.analyzer = analyzer or build_analyzer(self.cfg)
         self.entities = list(self.cfg.entities)
         self._engine = self.analyzer.nlp_engine
@@ -2208,7 +2445,8 @@ class Anonymizer:
                 text=chunk, language=LANG, entities=self.entities, nlp_artifacts=art, score_threshold=thr
             )
             out[i].extend(
-                Finding(r.entity_type, r.start + off, r.end + off, float(r.score), chunk[r.start:r.end])
+                Finding(r.entity_type, r.start + off, r.end + off, float(r.score), chunk[r.start:r.end],
+                        (r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, ""))
                 for r in results
             )
             if self._gated:
@@ -2224,7 +2462,7 @@ class Anonymizer:
                     if span is None:
                         continue
                     a, b = span
-                    out[i].append(Finding("PERSON", a + off, b + off, 0.85, chunk[a:b]))
+                    out[i].append(Finding("PERSON", a + off, b + off, 0.85, chunk[a:b], "SpacyRecognizer"))
         return out
 
     def analyze_texts(self, texts: list[str]) -> list[list[Finding]]:
@@ -2234,10 +2472,12 @@ class Anonymizer:
         return [self._finish([t], [fs])[0] for t, fs in zip(texts, raw, strict=False)]
 
     def _finish(self, texts: list[str], per_text: list[list[Finding]]) -> list[list[Finding]]:
+        keep_ips = getattr(self.cfg, "keep_non_public_ips", True)
+        per_text = [self.allow.apply(t, _drop_non_pii(t, fs, keep_ips)) for t, fs in zip(texts, per_text, strict=False)]
         resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text, strict=False)]
         if getattr(self.cfg, "propagate", True):
             resolved = _propagate(texts, resolved, self._lex)
-            resolved = [_resolve(t, fs) for t, fs in zip(texts, resolved, strict=False)]
+            resolved = [_resolve(t, self.allow.apply(t, fs)) for t, fs in zip(texts, resolved, strict=False)]
         return resolved
 
     # -- replacement ------------------------------------------------------------------------------------
@@ -2298,9 +2538,10 @@ class Anonymizer:
                 rtexts = [texts[k] for k in ks]
                 found = self._finish(rtexts, [raw[k] for k in ks])
                 rid = str(rec.get("id", b0 + ri))
-                raw_values = [(f.entity_type, f.text) for fs in found for f in fs]
+                raw_values = [(f.entity_type, f.text, f.source) for fs in found for f in fs]
+                where = {"file": rec.get("source"), "line": rec.get("line")}
                 pmap = _PseudonymMap(self.cfg.replacement, self._faker, self._seed(rid + "|" + "".join(rtexts)[:200]),
-                                     (v for _, v in raw_values))
+                                     (v[1] for v in raw_values))
                 new_texts = []
                 for k, t, fs in zip(ks, rtexts, found, strict=False):
                     anon, spans = _apply(t, fs, pmap)
@@ -2317,16 +2558,16 @@ class Anonymizer:
                         if not find_leaks([("x", snippet)], raw_values + canaries):
                             report.examples.append(snippet)
                 report.n_values_checked += len(raw_values)
-                report.leaks.extend(find_leaks(((rid, t) for t in new_texts), raw_values + canaries))
+                report.leaks.extend(find_leaks(((rid, t, where) for t in new_texts), raw_values + canaries))
                 report.n_texts += len(rtexts)
                 out_records.append(new)
             if progress:
                 progress(min(b0 + len(batch), total), total)
-        # one leak entry per (record, type) is enough for the report
+        # one leak entry per (record, type, value) is enough for the report
         seen = set()
         dedup = []
         for leak in report.leaks:
-            k = (leak["record_id"], leak["type"])
+            k = (leak["record_id"], leak["type"], leak["value"], leak["found_by"])
             if k not in seen:
                 seen.add(k)
                 dedup.append(leak)
@@ -2335,14 +2576,26 @@ class Anonymizer:
         report.seconds = round(time.perf_counter() - t0, 3)
         report.texts_per_second = round(report.n_texts / report.seconds, 1) if report.seconds > 0 else 0.0
         if report.leaks:
-            log.warning("leak check: %d record/type pairs still contain detected PII or canaries: %s",
-                        len(report.leaks), report.leak_counts)
+            log.warning("%s", format_leaks(report.leaks))
         return out_records, report
 
     def gazetteer_contains(self, name: str) -> bool:
         """True if every token of `name` is in the first/last-name gazetteer (for generalization metrics)."""
         toks = [_norm_word(w.rstrip(".")) for w in _WORD.findall(name)]
         return bool(toks) and all(self._lex.is_name(t) for t in toks)
+
+
+def pipeline_anonymizer(cfg) -> Anonymizer:
+    """The corpus anonymizer as the pipeline runs it, from a PipelineConfig: `cfg.anonymize`, with the policy's
+    company/product name allowed (it is never a person) and canaries_file resolved against the project root."""
+    from slm_pipeline.core.policy import load_policy
+
+    policy_path = cfg.path(cfg.policy_file)
+    allow = [load_policy(policy_path).company] if policy_path.exists() else []
+    acfg = cfg.anonymize
+    if acfg.canaries_file:
+        acfg = acfg.model_copy(update={"canaries_file": str(cfg.path(acfg.canaries_file))})
+    return Anonymizer(acfg, allow=allow)
 
 
 # ---------------------------------------------------------------------------------------------------------

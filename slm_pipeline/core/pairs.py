@@ -490,11 +490,11 @@ def _assign_splits(samples: list[dict], eval_fraction: float, seed: int) -> list
     by_source: dict[str, list[dict]] = defaultdict(list)
     for s in samples:
         by_source[s["source"]].append(s)
-    for group in by_source.values():
-        n_eval = int(len(group) * eval_fraction + 0.5)
-        ranked = sorted(group, key=lambda s: _stable_int(f"{seed}:{s['id']}"))
-        eval_ids.update(s["id"] for s in ranked[:n_eval])
-    return [{**s, "split": "eval" if s["id"] in eval_ids else "train"} for s in samples]
+    for members in by_source.values():
+        groups = sorted({s.get("group", s["id"]) for s in members}, key=lambda g: _stable_int(f"{seed}:{g}"))
+        eval_ids.update(groups[:int(len(groups) * eval_fraction + 0.5)])
+    # A sample's `group` (extra context views of one answer) keeps all its copies in one split.
+    return [{**s, "split": "eval" if s.get("group", s["id"]) in eval_ids else "train"} for s in samples]
 
 
 def token_length_stats(lengths: Iterable[int]) -> dict | None:

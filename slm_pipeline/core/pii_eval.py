@@ -189,13 +189,17 @@ class _Gen:
         return s
 
     def ip(self) -> str:
+        """A public address: private, loopback and documentation ranges identify nobody and are kept
+        (anonymize.keep_non_public_ips); the technical-text set checks that they survive."""
+        from slm_pipeline.core.anonymize import non_public_ip
+
         f = self.fk("en_US")
         r = self.rng.random()
-        if r < 0.45:
-            return f.ipv4_public()
         if r < 0.6:
-            return f.ipv4_private()
+            return f.ipv4_public()
         v6 = f.ipv6()
+        while non_public_ip(v6):
+            v6 = f.ipv6()
         if r < 0.8:
             return str(ipaddress.IPv6Address(v6))  # compressed form
         return v6

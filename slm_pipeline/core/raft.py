@@ -49,42 +49,65 @@ def oracle_chunk_ids(sample: dict, index: RetrievalIndex) -> set[str]:
 
 def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy: Policy, k: int,
                           oracle_share: float, seed: int = 42,
-                          min_score: float | None = None) -> tuple[list[dict], dict]:
+                          min_score: float | None = None, views: int = 1) -> tuple[list[dict], dict]:
     """Samples with retrieved context in their system message (see module docstring), and a report.
+
+    `views` > 1 repeats every sample that has an oracle with another draw of context: distractors picked from
+    the top 2k hits, the oracle (or not, per `oracle_share`) at a random position. Views share the sample's
+    `group`, so they land in the same train/eval split. More practice at finding the answer among excerpts.
 
     With `min_score` (retrieval.min_score), refusal samples whose best hit scores below it are marked
     `drop_reason`: `serve` refuses those questions without asking the model, so training the model on them only
     teaches it to refuse more (measured: false refusals 0.20 with all refusal examples)."""
     questions = [next(m["content"] for m in s["messages"] if m["role"] == "user") for s in samples]
     oracles = [oracle_chunk_ids(s, index) for s in samples]
+    pool = index.search_many(questions, k=2 * k, exclude=oracles)  # distractor pool: best non-oracle hits
     with_oracle = [bool(o) and _unit(seed, s["id"]) < oracle_share for s, o in zip(samples, oracles, strict=True)]
     # Samples trained without their oracle get the best hits that are not the oracle.
     exclude = [set() if w else o for w, o in zip(with_oracle, oracles, strict=True)]
     hits = index.search_many(questions, k=k, exclude=exclude)
     out, counts = [], Counter()
-    for s, hs, oracle, w in zip(samples, hits, oracles, with_oracle, strict=True):
+    for s, hs, oracle, w, distractors in zip(samples, hits, oracles, with_oracle, pool, strict=True):
         hs = list(hs)
         if oracle:
             present = any(h.chunk.id in oracle for h in hs)
             if w:
                 counts["oracle_retrieved" if present else "oracle_missed"] += 1
             if w and not present:
-                best = next(iter(sorted(oracle)))
-                pos = int(_unit(seed + 1, s["id"]) * len(hs))  # anywhere, so "the answer is last" is not learnt
-                hs = hs[:-1] if len(hs) >= k else hs
-                hs.insert(min(pos, len(hs)), Hit(index.by_id[best], 0.0, 0.0))
+                hs = _insert_oracle(hs[:-1] if len(hs) >= k else hs, index, oracle, _unit(seed + 1, s["id"]))
             counts["with_oracle" if w else "distractors_only"] += 1
         else:
             counts[f"retrieved_only_{s['source']}"] += 1
-        system = context_system_message(policy.system_prompt, policy.company, hs)
-        sample = {**s, "messages": [{"role": "system", "content": system}, *s["messages"][1:]],
-                  "context_ids": [h.chunk.id for h in hs], "oracle_ids": sorted(oracle) if w else []}
+        out.append(_with_context(s, hs, oracle if w else set(), policy))
         if s["source"] == "refusal" and min_score is not None and (not hs or hs[0].score < min_score):
-            sample["drop_reason"] = ("refusal_below_min_score",
-                                     f"best hit {hs[0].score if hs else 0:.2f} < retrieval.min_score {min_score}")
+            out[-1]["drop_reason"] = ("refusal_below_min_score",
+                                      f"best hit {hs[0].score if hs else 0:.2f} < retrieval.min_score {min_score}")
             counts["refusal_below_min_score"] += 1
-        out.append(sample)
+        for v in range(1, views if oracle else 1):
+            key = f"{s['id']}~{v}"
+            wv = _unit(seed, key) < oracle_share
+            ranked = sorted(distractors, key=lambda h: _unit(seed + 2, f"{key}:{h.chunk.id}"))
+            hv = ranked[:k - 1] if wv else ranked[:k]
+            if wv:
+                hv = _insert_oracle(hv, index, oracle, _unit(seed + 1, key))
+            counts["extra_views_with_oracle" if wv else "extra_views_distractors_only"] += 1
+            out.append({**_with_context(s, hv, oracle if wv else set(), policy), "id": key, "group": s["id"]})
     n_oracle = counts["with_oracle"] + counts["distractors_only"]
-    report = {**counts, "k": k, "oracle_share_configured": oracle_share,
+    report = {**counts, "k": k, "views": views, "oracle_share_configured": oracle_share,
               "oracle_share_actual": round(counts["with_oracle"] / n_oracle, 4) if n_oracle else None}
     return out, report
+
+
+def _insert_oracle(hits: list[Hit], index: RetrievalIndex, oracle: set[str], where: float) -> list[Hit]:
+    """`hits` with the (first) oracle chunk at a position picked by `where` in [0, 1): anywhere, so that "the
+    answer is last" is not what the model learns."""
+    hits = list(hits)
+    best = next(iter(sorted(oracle)))
+    hits.insert(min(int(where * (len(hits) + 1)), len(hits)), Hit(index.by_id[best], 0.0, 0.0))
+    return hits
+
+
+def _with_context(sample: dict, hits: list[Hit], oracle: set[str], policy: Policy) -> dict:
+    system = context_system_message(policy.system_prompt, policy.company, hits)
+    return {**sample, "messages": [{"role": "system", "content": system}, *sample["messages"][1:]],
+            "context_ids": [h.chunk.id for h in hits], "oracle_ids": sorted(oracle)}

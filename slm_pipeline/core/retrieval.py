@@ -129,7 +129,7 @@ class RetrievalIndex:
         return len(self.chunks)
 
     def _dense(self, vector, n: int) -> list[tuple[str, float]]:
-        res = self.table.search(vector).distance_type("cosine").limit(n).select(["id"]).to_list()
+        res = self.table.search(vector).distance_type("cosine").limit(n).select(["id", "_distance"]).to_list()
         return [(r["id"], 1.0 - float(r["_distance"])) for r in res]
 
     def _lexical(self, queries: list[str], n: int) -> list[list[str]]:

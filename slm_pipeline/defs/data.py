@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..core.anonymize import Anonymizer, find_leaks, load_canaries, record_texts
+from ..core.anonymize import find_leaks, format_leaks, load_canaries, pipeline_anonymizer, record_texts
 from ..core.artifacts import atomic_dir, read_jsonl, set_latest, sha256_json, write_jsonl, write_manifest
 from ..core.corpus import load_corpus, preview_markdown
 from ..core.pairs import build_pairs, token_length_histogram_markdown, validate_sample
@@ -80,7 +80,7 @@ def anonymized_corpus(
 ) -> dg.Output[dict]:
     cfg = with_overrides(settings.load(), "anonymize", config)
     records = read_jsonl(Path(raw_corpus["records"]))
-    anonymizer = Anonymizer(cfg.anonymize)
+    anonymizer = pipeline_anonymizer(cfg)  # the policy's company name is never PII
     t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -128,7 +128,8 @@ def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus:
     canaries = load_canaries(canary_file) if canary_file and canary_file.exists() else []
     texts = [(r["id"], t) for r in records for t in record_texts(r)]
     canary_leaks = find_leaks(texts, canaries)
-    leaks = report["leaks"] + canary_leaks
+    seen = {(x["record_id"], x["type"], x.get("value")) for x in report["leaks"]}
+    leaks = report["leaks"] + [x for x in canary_leaks if (x["record_id"], x["type"], x.get("value")) not in seen]
     return dg.AssetCheckResult(
         passed=not leaks,
         metadata={
@@ -137,8 +138,7 @@ def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus:
             "leaks": len(leaks),
             "leaked": dg.MetadataValue.json(leaks[:20]),
         },
-        description=None if not leaks else f"{len(leaks)} PII value(s) survived anonymization: "
-        + ", ".join(sorted({f"{x['type']} in {x['record_id']}" for x in leaks})[:10]),
+        description=None if not leaks else format_leaks(leaks),
     )
 
 
@@ -218,7 +218,7 @@ def instruction_pairs(
     if cfg.feedback.include_corrections and feedback_db.exists():
         corrections = FeedbackStore(feedback_db).corrections_as_records()
         if corrections:
-            feedback, fb_report = Anonymizer(cfg.anonymize).anonymize_records(corrections)
+            feedback, fb_report = pipeline_anonymizer(cfg).anonymize_records(corrections)
             leaked = {x["record_id"] for x in fb_report.leaks}
             feedback = [r for r in feedback if r["id"] not in leaked]
             context.log.info(f"{len(feedback)} feedback corrections added ({len(leaked)} left out: PII leak check)")
@@ -238,7 +238,8 @@ def instruction_pairs(
 
         def contextualize(samples: list[dict]) -> list[dict]:
             out, report = add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
-                                                seed=cfg.train.seed, min_score=cfg.retrieval.min_score)
+                                                seed=cfg.train.seed, min_score=cfg.retrieval.min_score,
+                                                views=cfg.retrieval.context_views)
             raft_report.update(report)
             return out
 
@@ -253,7 +254,9 @@ def instruction_pairs(
     version = version_of(anonymized_corpus["version"], base_model["fingerprint"], cfg.pairs.model_dump(),
                          sha256_json([policy.system_prompt, policy.refusal, policy.out_of_scope_examples]),
                          cfg.train.seed, retrieval_index["version"] if cfg.retrieval.enabled else None,
-                         cfg.retrieval.model_dump(include={"enabled", "k", "oracle_share", "min_score"}), *([len(feedback), sha256_json(feedback)] if feedback else []))
+                         cfg.retrieval.model_dump(include={"enabled", "k", "oracle_share", "min_score",
+                                                           "context_views"}),
+                         *([len(feedback), sha256_json(feedback)] if feedback else []))
     out = asset_dir(cfg, "instruction_pairs") / version
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "train.jsonl", train)

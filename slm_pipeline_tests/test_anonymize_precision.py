@@ -1,0 +1,172 @@
+"""Precision on technical text and the leak check's report: PII-free configs/logs/commands stay unchanged, the
+policy's product name and `anonymize.allow` are never PII, non-public IPs are kept, and a real product's docs
+(../shared/corpora/syncthing-docs) plus chats with planted PII come out with every planted value gone and every
+technical fact intact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from slm_pipeline.config import AnonymizeConfig, PipelineConfig
+from slm_pipeline.core.anonymize import (
+    AllowList,
+    Anonymizer,
+    PiiLeakError,
+    find_leaks,
+    format_leaks,
+    load_canaries,
+    non_public_ip,
+    pipeline_anonymizer,
+    record_texts,
+)
+from slm_pipeline.core.corpus import load_corpus
+
+DATA = Path(__file__).parent / "data"
+SYNCTHING = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "syncthing-docs"
+
+
+@pytest.fixture(scope="module")
+def anon() -> Anonymizer:
+    return Anonymizer(AnonymizeConfig(canaries_file=None))
+
+
+def test_technical_text_without_pii_is_unchanged(anon):
+    recs = [json.loads(line) for line in (DATA / "technical_no_pii.jsonl").read_text().splitlines()]
+    out, report = Anonymizer(anon.cfg, anon.analyzer, allow=["Syncthing"]).anonymize_records(recs)
+    changed = [(r["id"], r["text"], o["text"]) for r, o in zip(recs, out, strict=True) if r["text"] != o["text"]]
+    assert changed == [], changed
+    assert report.entity_counts == {}
+
+
+@pytest.mark.parametrize("value,kept", [
+    ("127.0.0.1", True), ("0.0.0.0", True), ("::", True), ("::1", True), ("0.0.0.0/0", True), ("10.20.30.40", True),
+    ("172.16.0.0/12", True), ("192.168.0.123", True), ("192.0.2.42", True), ("198.51.100.7", True),
+    ("203.0.113.200", True), ("2001:db8::23:42", True), ("fe80::1%eth0", True), ("ff12::8384", True),
+    ("81.2.69.142", False), ("125.190.151.7", False), ("2a00:1450:4001:81b::200e", False), ("not an ip", False),
+])
+def test_non_public_ip(value, kept):
+    assert non_public_ip(value) is kept
+
+
+def test_public_ips_replaced_non_public_kept_by_setting(anon):
+    text = "Blocked from 81.2.69.142 while the GUI on 127.0.0.1:8384 and 192.0.2.42 worked."
+    assert anon.anonymize_texts([text]) == ["Blocked from <IP_ADDRESS_1> while the GUI on 127.0.0.1:8384 and "
+                                            "192.0.2.42 worked."]
+    strict = Anonymizer(AnonymizeConfig(canaries_file=None, keep_non_public_ips=False), anon.analyzer)
+    assert strict.anonymize_texts([text]) == ["Blocked from <IP_ADDRESS_1> while the GUI on <IP_ADDRESS_2>:8384 "
+                                              "and <IP_ADDRESS_3> worked."]
+
+
+@pytest.mark.parametrize("text", [
+    "systemctl enable syncthing@myuser.service", "it pins suture@v3.0.2 and lodash@4.17.21",
+    "bind as %s@ad.example.com", "proxy http://user:password@proxy.example.com:8080",
+])
+def test_technical_at_strings_are_not_emails(anon, text):
+    assert anon.analyze_texts([text]) == [[]]
+
+
+def test_real_emails_still_replaced(anon):
+    assert anon.anonymize_texts(["mail jb@kvin.kastelo.net or ops@corp.internal"]) == [
+        "mail <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_2>"]
+
+
+@pytest.mark.parametrize("text,kept", [
+    ("The default is 32768 KiB (32 MiB).", "32768"), ("Set it to 16384 on small devices.", "16384"),
+    ("Request 65536 Bytes at most.", "65536"),
+])
+def test_numbers_are_postcodes_only_in_address_context(anon, text, kept):
+    assert kept in anon.anonymize_texts([text])[0]
+
+
+def test_postcodes_in_address_context_still_found(anon):
+    out = anon.anonymize_texts(["My zip code is 94103.", "Ship to 12 Rue de Rivoli, 75001 Paris"])
+    assert "94103" not in out[0] and "75001" not in out[1]
+
+
+def test_allow_list_terms_and_regexes(anon):
+    text = "Ask Mirela Baciu about the Kestrel Vault and ticket-7781-XZ."
+    base = anon.analyze_texts([text])[0]
+    assert any(f.entity_type == "PERSON" for f in base)
+    a = Anonymizer(AnonymizeConfig(canaries_file=None, allow=["mirela baciu", r"re:ticket-\d+-[A-Z]+"]),
+                   anon.analyzer)
+    assert a.anonymize_texts([text]) == [text]
+    # a person span that ends in an allowed term is trimmed, not dropped
+    b = Anonymizer(AnonymizeConfig(canaries_file=None), anon.analyzer, allow=["Syncthing"])
+    assert AllowList(["Syncthing"]).spans("syncthing and SYNCTHING") == [(0, 9), (14, 23)]
+    assert "Syncthing" in b.anonymize_texts(["Ubuntu Syncthing by Maria Lopez"])[0]
+    with pytest.raises(ValueError, match=r"anonymize.allow\[0\]"):
+        Anonymizer(AnonymizeConfig(canaries_file=None, allow=["re:("]), anon.analyzer)
+
+
+def test_replacement_and_leak_check_agree_on_case(anon):
+    # a mistaken one-word detection is replaced only as written, and its lower-case path form is no leak
+    text = "Syncthing keeps state in ~/.local/state/syncthing and logs to syncthing.log."
+    out, report = anon.anonymize_records([{"id": "d", "text": text}])
+    assert report.leaks == [] and "~/.local/state/syncthing" in out[0]["text"]
+    # a real name is replaced in any case in prose, and a surviving one is still a leak
+    out, report = anon.anonymize_records([{"id": "c", "messages": [
+        {"role": "user", "content": "hi, Maria Lopez here"}, {"role": "assistant", "content": "thanks maria!"}]}])
+    assert report.leaks == [] and "maria" not in json.dumps(out).lower()
+    leaks = find_leaks([("c", "thanks MARIA!")], [("PERSON", "Maria", "SpacyRecognizer")])
+    assert [(x["type"], x["value"], x["found_by"]) for x in leaks] == [("PERSON", "Ma… (5 chars)", "SpacyRecognizer")]
+    assert find_leaks([("c", "see /home/maria/.config")], [("PERSON", "Maria")]) == []
+    # dictionary words that are also names only count capitalized (as replacement treats them)
+    assert find_leaks([("c", "the mark is here")], [("PERSON", "Mark")]) == []
+    assert find_leaks([("c", "ask Mark")], [("PERSON", "Mark")]) != []
+
+
+def test_leak_report_names_value_place_detector_and_fix(anon, tmp_path):
+    canaries = tmp_path / "c.yaml"
+    canaries.write_text("canaries:\n  - {type: PERSON, value: xqzzy wuvbo}\n  - {type: IP_ADDRESS, value: 192.0.2.9}\n")
+    a = Anonymizer(AnonymizeConfig(canaries_file=str(canaries)), anon.analyzer)
+    recs = [{"id": "docs/a.md", "source": "docs/a.md", "line": None,
+             "text": "# Title\n\nsome text\nthe words xqzzy wuvbo stay here, and 192.0.2.9 too."}]
+    _, report = a.anonymize_records(recs)
+    by_type = {x["type"]: x for x in report.leaks}
+    person = by_type["PERSON"]
+    assert (person["file"], person["line"], person["value"], person["found_by"]) == (
+        "docs/a.md", 4, "xq… (11 chars)", "canary")
+    assert "no PERSON recognizer detected" in person["fix"]
+    assert "keep_non_public_ips" in by_type["IP_ADDRESS"]["fix"]
+    msg = format_leaks(report.leaks)
+    assert "docs/a.md line 4" in msg and "xqzzy" not in msg and "Traceback" not in msg
+    err = PiiLeakError(report.leaks)
+    assert str(err) == msg and err.leaks == report.leaks
+    assert "xqzzy" not in json.dumps(report.to_dict())
+
+
+def test_pipeline_anonymizer_allows_policy_company(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    shutil.copy(DATA / "syncthing_policy.yaml", policy)
+    cfg = PipelineConfig(policy_file=str(policy), anonymize=AnonymizeConfig(canaries_file="assets/canaries.yaml"))
+    a = pipeline_anonymizer(cfg)
+    assert a.allow.spans("Syncthing") == [(0, 9)]
+    assert Path(a.cfg.canaries_file).is_absolute()
+
+
+@pytest.mark.skipif(not SYNCTHING.is_dir(), reason="../shared/corpora/syncthing-docs not present")
+def test_syncthing_docs_and_planted_chats_end_to_end(tmp_path):
+    """The acceptance run of issue 14, default settings with only the paths set."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SYNCTHING, corpus)
+    (corpus / "chats").mkdir()
+    shutil.copy(DATA / "syncthing_chats_planted.jsonl", corpus / "chats" / "chats.jsonl")
+    cfg = PipelineConfig(policy_file=str(DATA / "syncthing_policy.yaml"),
+                         anonymize=AnonymizeConfig(canaries_file=str(DATA / "syncthing_planted_canaries.yaml")))
+    records = load_corpus(cfg.corpus, corpus).records
+    out, report = pipeline_anonymizer(cfg).anonymize_records(records)
+    assert report.leaks == [], format_leaks(report.leaks)
+    blob = "\n".join(t for r in out for t in record_texts(r))
+    for etype, value, _ in load_canaries(DATA / "syncthing_planted_canaries.yaml"):
+        assert value not in blob, (etype, value)
+    for kept in ("127.0.0.1", "0.0.0.0", "Syncthing", "syncthing@myuser.service", "suture@v3.0.2", "v1.27.12",
+                 "1.27.3", "8384", "22000", "21027", "22067", "32768", "16384", "192.0.2.42", "2001:db8::23:42",
+                 "~/.local/state/syncthing"):
+        assert kept in blob, kept
+    # the product's name is never a person, and its docs lose only a handful of spans
+    counts = report.entity_counts
+    assert counts.get("IP_ADDRESS", 0) <= 4 and counts.get("POSTCODE", 0) == 0 and counts.get("EMAIL_ADDRESS", 0) <= 4
