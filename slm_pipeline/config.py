@@ -81,6 +81,11 @@ class AnonymizeConfig(_Section):
         description="Never PII: terms (whole words, any case, e.g. product names 'Resilio Sync') and regexes "
         "written 're:<pattern>' (a detection inside a match is dropped). The policy's company name is always allowed.",
     )
+    vocabulary_file: str | None = Field(
+        "assets/anonymize_vocabulary.yaml", description="Domain words that are capitalized in support text but never "
+        "people (product and trade vocabulary: 'Day Pass', 'Dock', 'Helmet'): YAML keys common_words, head_nouns. "
+        "Relative to the config file; empty = the built-in generic word lists only.",
+    )
     keep_non_public_ips: bool = Field(
         True, description="Keep loopback, unspecified (0.0.0.0, ::), private, link-local, multicast and "
         "documentation IPs (RFC 5737, RFC 3849): they identify nobody. Public IPs are always replaced.",

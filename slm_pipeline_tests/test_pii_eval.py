@@ -8,7 +8,15 @@ import pytest
 
 from slm_pipeline.config import DIRECT_IDENTIFIERS, SUPPORT_IDENTIFIERS, AnonymizeConfig
 from slm_pipeline.core.anonymize import Anonymizer, Finding
-from slm_pipeline.core.pii_eval import evaluate, generate_labeled_set, markdown_table, throughput
+from slm_pipeline.core.pii_eval import (
+    evaluate,
+    evaluate_split,
+    generate_labeled_set,
+    load_out_of_gazetteer_set,
+    markdown_table,
+    split_table,
+    throughput,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +110,65 @@ def test_throughput_harness(anon, small_set):
     assert r["n_texts"] == 40
     assert r["ours_batch_docs_per_s"] > 0 and r["vanilla_per_doc_docs_per_s"] > 0
     assert r["speedup_vs_vanilla"] > 0
+
+
+# ------------------------------------------------------------------------------- out-of-gazetteer recall
+
+
+def test_out_of_gazetteer_set_is_out_of_gazetteer(anon):
+    """The committed set (scripts/make_oog_pii_set.py) holds no name the PERSON gazetteer loads and no sentence of
+    generate_labeled_set's templates, with multi-line international addresses."""
+    oog = load_out_of_gazetteer_set()
+    types = Counter(t for d in oog for _s, _e, t in d["spans"])
+    assert types["PERSON"] >= 150 and types["STREET_ADDRESS"] >= 150
+    names = [d["text"][s:e] for d in oog for s, e, t in d["spans"] if t == "PERSON"]
+    known = [n for n in names if any(anon.gazetteer_contains(w) for w in n.replace(".", " ").split() if len(w) > 2)]
+    assert known == []
+    addrs = [d["text"][s:e] for d in oog for s, e, t in d["spans"] if t == "STREET_ADDRESS"]
+    assert sum("\n" in a for a in addrs) >= 40
+    assert len({d["source"].split(":")[-1] for d in oog if d["source"].startswith("faker-address")}) >= 10
+    in_texts = {d["text"] for d in generate_labeled_set()}
+    assert not in_texts & {d["text"] for d in oog}
+
+
+def test_recall_in_and_out_of_gazetteer(anon):
+    split = evaluate_split(anon)
+    table = split_table(split)
+    for t in DIRECT_IDENTIFIERS:
+        assert split["by_type"][t]["in"] >= 0.95, table
+    # measured 0.93 / 0.96 (tokens 0.93 / 0.97); before the structural recognizers: 0.72 / 0.29
+    assert split["by_type"]["PERSON"]["out"] >= 0.90, table
+    assert split["by_type"]["STREET_ADDRESS"]["out"] >= 0.93, table
+    assert split["by_type"]["STREET_ADDRESS"]["out_tokens"] >= 0.93, table
+    assert split["direct_recall_out"] >= 0.92, table
+
+
+@pytest.mark.parametrize("text,value,etype", [
+    ("Please update Faina D. Yefremova's order.", "Faina D. Yefremova", "PERSON"),
+    ("Our story starts with the founders: Kónya, Becker and Vasquez.", "Kónya", "PERSON"),
+    ("Our story starts with the founders: Kónya, Becker and Vasquez.", "Vasquez", "PERSON"),
+    ("I liked the Jensen novel a lot.", "Jensen", "PERSON"),
+    ("The cover photo was taken by Eyvindur Gaup.", "Eyvindur Gaup", "PERSON"),
+    ("hi its levani kahananui, the app keeps logging me out", "levani kahananui", "PERSON"),
+    ("Ship it to Koskikatu 25 Apt. 864\n33100 Tampere\nFinland", "Koskikatu 25 Apt. 864\n33100 Tampere\nFinland",
+     "STREET_ADDRESS"),
+    ("Send the lock to:\nMiła 184\n06-500 Mława", "Miła 184\n06-500 Mława", "STREET_ADDRESS"),
+    ("My address is 1051 Budapest, Nádor utca 12.", "1051 Budapest, Nádor utca 12", "STREET_ADDRESS"),
+])
+def test_names_and_addresses_no_list_knows(anon, text, value, etype):
+    s = text.index(value)
+    fs = anon.analyze_texts([text])[0]
+    assert any(f.start <= s and s + len(value) <= f.end and f.entity_type == etype for f in fs), fs
+
+
+@pytest.mark.parametrize("text", [
+    "Version 2\n10000 Users online",
+    "Ubuntu's team shipped the fix.",
+    "Upgrade to Windows 10 and Python 3.11 first.",
+    "Read the Docker book, chapter 3.",
+    "Ship it to Release 4, then tag it.",
+    "hey its nvme ssd, fyi",
+    "this is syncthing config.",
+])
+def test_structure_rules_leave_technical_text_alone(anon, text):
+    assert [f for f in anon.analyze_texts([text])[0] if f.entity_type in ("PERSON", "STREET_ADDRESS")] == []

@@ -1,4 +1,4 @@
-"""Contract with the Presidio internals core/anonymize.py overrides or calls (pyproject caps presidio <2.3).
+"""Contract with the Presidio internals core/anonymize/ overrides or calls (pyproject caps presidio <2.3).
 
 If a Presidio upgrade renames or re-signatures one of these, this fails with the name of what changed, instead
 of the anonymizer silently losing context scoring or NER entities."""
@@ -33,9 +33,9 @@ CONTRACT = [
 @pytest.mark.parametrize("owner,name,params", CONTRACT, ids=[f"{o.__name__}.{n}" for o, n, _ in CONTRACT])
 def test_private_presidio_members_unchanged(owner, name, params):
     member = getattr(owner, name, None)
-    assert member is not None, f"presidio removed {owner.__name__}.{name}; core/anonymize.py relies on it"
+    assert member is not None, f"presidio removed {owner.__name__}.{name}; core/anonymize/ relies on it"
     got = list(inspect.signature(member).parameters)
-    assert got == params, f"presidio changed {owner.__name__}.{name}{got}; core/anonymize.py expects {params}"
+    assert got == params, f"presidio changed {owner.__name__}.{name}{got}; core/anonymize/ expects {params}"
 
 
 def test_attributes_and_module_globals_we_patch():

@@ -17,4 +17,8 @@ def bench_anonymization(cfg: PipelineConfig, texts: list[str], labeled: list[dic
         if ev:
             out[f"{side}_direct_recall"] = ev["direct_recall"]
             out[f"{side}_precision"] = ev["precision"]
+        oog = res.get(f"{side}_eval_oog")
+        if oog:  # names/addresses from sources the detector does not load
+            out[f"{side}_direct_recall_oog"] = oog["direct_recall"]
+            out[f"{side}_recall_oog_by_type"] = {t: v["recall"] for t, v in oog["per_type"].items() if v["gold"]}
     return out

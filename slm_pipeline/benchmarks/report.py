@@ -80,6 +80,10 @@ def markdown(res: dict) -> str:
                      "| >=4x |")
         lines.append(f"| anonymization | direct-identifier recall (labeled set) | {_pct(a.get('ours_direct_recall'))} | "
                      f"{_pct(a.get('vanilla_direct_recall'))} | | >= baseline |")
+        if a.get("ours_direct_recall_oog") is not None:
+            lines.append(f"| anonymization | direct-identifier recall (out-of-gazetteer set) | "
+                         f"{_pct(a.get('ours_direct_recall_oog'))} | {_pct(a.get('vanilla_direct_recall_oog'))} | | "
+                         ">= baseline |")
     elif a:
         lines.append(f"| anonymization | | {a.get('skipped', a.get('error', '-'))} | | | |")
     inf = res.get("inference")

@@ -1,0 +1,1 @@
+"""Our Presidio recognizers, by kind."""
