@@ -34,7 +34,13 @@ def cmd_run(args) -> int:
     from .definitions import defs
     from .defs.resources import PipelineSettings
 
-    job = dg.define_asset_job("cli_run", selection=args.select or dg.AssetSelection.all())
+    try:
+        job = dg.define_asset_job("cli_run", selection=args.select or dg.AssetSelection.all())
+    except dg.DagsterError as e:  # an unparsable selection
+        print(f"--select {args.select!r}: {e}. Use Dagster's selection syntax, e.g. 'raw_corpus+' (it and "
+              "everything downstream), 'key:raw_corpus or key:anonymized_corpus', '+instruction_pairs'.",
+              file=sys.stderr)
+        return 2
     run_defs = dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], executor=dg.in_process_executor,
         resources={"settings": PipelineSettings(config_file=args.config, overrides_json=args.overrides or "{}")},
@@ -68,7 +74,10 @@ def cmd_run(args) -> int:
     # A failed promotion gate is a verdict on the model, not a broken pipeline: every asset was materialized.
     if any(not (gate_failed and e.step_key.endswith("promotion_gate")) for e in failures):
         for e in failures:
-            print(f"\n{e.step_key} failed: {e.step_failure_data.error.message.strip()}", file=sys.stderr)
+            err = e.step_failure_data.error
+            while err.cause is not None:  # Dagster wraps ours: the innermost error says what and how
+                err = err.cause
+            print(f"\n{e.step_key} failed: {err.message.strip()}", file=sys.stderr)
         return 1
     print("\nOpen the UI with `make ui` to see lineage, metadata and plots.")
     return 0

@@ -424,3 +424,74 @@ def test_runs_with_network_blocked(anon, monkeypatch):
 def test_finding_is_small_dataclass():
     f = Finding("PERSON", 0, 5, 0.9, "Maria")
     assert f.entity_type == "PERSON" and f.text == "Maria"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# International address blocks and names with initials
+# ---------------------------------------------------------------------------------------------------------
+
+def _survivors(out: str, words: list[str]) -> list[str]:
+    import re as _re
+
+    return [w for w in words if _re.search(rf"(?<!\w){_re.escape(w)}(?!\w)", out, _re.I)]
+
+
+@pytest.mark.parametrize("text,gone", [
+    # unit/floor tail, "postcode city" line and a country line belong to the street line above them
+    ("Deliver to:\nAgnieszka Nowak\nul. Długa 15 m. 4\n80-827 Gdańsk\nPolska", ["Długa", "Gdańsk", "Polska"]),
+    ("Rua das Flores 88, 1.º Esq.\n4050-262 Porto\nPortugal", ["Esq", "4050", "Portugal"]),
+    ("Calle de Alcalá 120, 3º B\n28009 Madrid\nEspaña", ["Alcalá", "28009", "España"]),
+    ("Kelly Moran\n45 Birch Lane\nSuite 300\nAlbany, NY 12207\nUSA", ["Suite", "Albany", "USA"]),
+    ("Sipho Dlamini\nPlot 14, Kgale View\nGaborone\nBotswana", ["Plot", "Kgale", "Gaborone", "Botswana"]),
+    # a street line without a street-type word, recognised by the postcode/city line under it
+    ("Recipient: Sato Kenji\n1-2-3 Ebisu, Shibuya-ku\nTokyo 150-0013\nJapan", ["Ebisu", "Shibuya", "Japan"]),
+    ("Mária Kovács\nRákóczi út 12.\n1072 Budapest\nMagyarország", ["Rákóczi", "1072", "Magyarország"]),
+    # after an address cue the first line with a house number is the street, even without a postcode line
+    ("Recipient: Tomás Ferreyra\nItuzaingó 1520\nMontevideo", ["Ituzaingó", "1520", "Montevideo"]),
+    # a short lower-case street type inside the street name, then "postcode city" on the same line
+    ("it's Sirje Tamm, Narva mnt 7-12, 10117 Tallinn, by the back door", ["Narva", "mnt", "10117", "Tallinn"]),
+    # comma-separated on one line: unit, district, city, state, postcode
+    ("Please ship to Av. Paulista 1578, conj. 42, Bela Vista, São Paulo - SP, 01310-200",
+     ["conj", "Bela", "Vista", "01310"]),
+])
+def test_international_address_blocks_are_one_span(anon, text, gone):
+    out = anon.anonymize_texts([text])[0]
+    assert _survivors(out, gone) == [], out
+
+
+def test_address_block_stops_at_a_phone_line(anon):
+    fs = anon.analyze_texts(["Kelly Moran\n45 Birch Lane\nAlbany, NY 12207\n(518) 555-0142"])[0]
+    street = [f for f in fs if f.entity_type == "STREET_ADDRESS"]
+    assert street and "555" not in street[0].text
+    assert any(f.entity_type == "PHONE_NUMBER" for f in fs)
+
+
+@pytest.mark.parametrize("text,names", [
+    ("Approved by M. T. Okonjo and signed by R.K. Bhattacharya.", ["Okonjo", "Bhattacharya"]),
+    ("Checked by: P. Novotná", ["Novotná"]),
+    ("Minutes taken by L. de Groot; tasks assigned to van Leeuwen and Visser.", ["Groot", "Leeuwen", "Visser"]),
+    ("Lindqvist told Haraldsen the build was green.", ["Lindqvist", "Haraldsen"]),
+    ("Priya: done. Tomasz: testing.", ["Priya", "Tomasz"]),
+    ("Amaru and Thandiwe Nkosi arrived late.", ["Amaru", "Nkosi"]),
+    ("my son Hunter is sick today", ["Hunter"]),
+    ("Interview panel: Okwuosa, Mäkinen.", ["Okwuosa", "Mäkinen"]),
+    # coordinated with a detected person
+    ('Message from Oksana Melnyk to Bakhyt: "see you at six"', ["Oksana", "Melnyk", "Bakhyt"]),
+    ("I was with Sarah Jones and Nkechi at the airport.", ["Sarah", "Jones", "Nkechi"]),
+])
+def test_names_with_initials_lists_and_speakers(anon, text, names):
+    out = anon.anonymize_texts([text])[0]
+    assert _survivors(out, names) == [], out
+
+
+def test_florida_style_driver_license_with_context(anon):
+    out = anon.anonymize_texts(["Driver: FL license K612-804-55-913-2 on file"])[0]
+    assert "K612" not in out
+
+
+def test_address_tail_stops_at_sentence_end_and_keeps_names_separate(anon):
+    text = "Kelly Moran, 45 Birch Lane, Albany, NY 12207. Thanks, Kelly"
+    fs = anon.analyze_texts([text])[0]
+    street = [f for f in fs if f.entity_type == "STREET_ADDRESS"]
+    assert street and street[0].text.endswith("12207")
+    assert [f.text for f in fs if f.entity_type == "PERSON"] == ["Kelly Moran", "Kelly"]

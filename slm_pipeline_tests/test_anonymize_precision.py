@@ -170,3 +170,36 @@ def test_syncthing_docs_and_planted_chats_end_to_end(tmp_path):
     # the product's name is never a person, and its docs lose only a handful of spans
     counts = report.entity_counts
     assert counts.get("IP_ADDRESS", 0) <= 4 and counts.get("POSTCODE", 0) == 0 and counts.get("EMAIL_ADDRESS", 0) <= 4
+
+
+@pytest.mark.parametrize("text", [
+    # "X & Y" firms and coordinated shop possessives
+    "Smith & Nephew reported strong results on Monday.",
+    "Sainsbury's and Morrison's cut prices this week.",
+    "We bought snacks at Ben & Jerry's before the demo.",
+    # a capitalized word followed by a version number (or a year) is a product or language
+    "Ruby 3.3 and Elixir 1.16 were benchmarked on macOS Ventura 13.6.",
+    "The team migrated the parser to Ada 2012 last spring.",
+    # scp-style git remotes are logins on a host, not mailboxes
+    "git push git@gitlab.example.org:team/infra.git main",
+    # a link-speed log line is not a street
+    "eth0: Link is Up 100 Mbps Half Duplex",
+    # organisations by what they do or by "everyone at"
+    "Happy holidays from all of us at Vantor!",
+    "Zara and Uniqlo opened five new stores in Lisbon.",
+    "Louis Vuitton posted record sales in the second quarter.",
+    # numbered lines that are no address block
+    "Release notes\nVersion 2.4\n2024 Roadmap\nGermany",
+    "Chapter 12\nSection 3\n2048 Bytes",
+    "Room 101\nBuilding 4\n1200 Users",
+    "We counted Build 3, 4000 Users online.",
+    "Address:\nKestrel 4\nDone soon",
+    "Gartner's report and Deloitte's analysis were discussed.",
+])
+def test_brands_products_and_logs_are_not_pii(anon, text):
+    assert anon.anonymize_texts([text])[0] == text
+
+
+def test_two_people_joined_by_ampersand_are_still_people(anon):
+    out = anon.anonymize_texts(["Thanks again, Maria & Tomasz, for hosting us."])[0]
+    assert "Maria" not in out and "Tomasz" not in out

@@ -69,6 +69,7 @@ class AllowList:
 def _drop_non_pii(text: str, findings: list[Finding], keep_non_public_ips: bool) -> list[Finding]:
     """Drop kept IPs and technical user@host strings, and anything detected inside them ("192.168.0.123" is no
     phone number either)."""
+    findings = _drop_product_and_brand_names(text, findings)
     keep = [(f.start, f.end) for f in findings
             if (f.entity_type == "IP_ADDRESS" and keep_non_public_ips and non_public_ip(f.text))
             or (f.entity_type == "EMAIL_ADDRESS" and _technical_email(text, f.start, f.end))]
@@ -77,3 +78,67 @@ def _drop_non_pii(text: str, findings: list[Finding], keep_non_public_ips: bool)
     return [f for f in findings if not any(a <= f.start and f.end <= b for a, b in keep)]
 
 
+
+
+# "Julia 1.10", "macOS Sonoma 14.4", "Ada 2022": a capitalized word directly followed by a version number (or a
+# year that ends the phrase) names a product or a language, not a person
+_VERSION_AFTER = re.compile(r"[ \t]+v?\d+(?:\.\d+)+(?![\w])|[ \t]+(?:19|20)\d\d(?![\w\-/:]|[.,]\d)")
+# "Marks & Spencer", "Johnson & Johnson", "Ben & Jerry's": single words joined by "&" name a firm or brand
+_AMP_PAIR = re.compile(r"(?<![\p{Lu}][\p{L}\p{M}'’\-]*[ \t]+|&[ \t]*)(?P<a>[\p{Lu}][\p{L}\p{M}'’\-]+)[ \t]*&[ \t]*(?P<b>[\p{Lu}][\p{L}\p{M}\-]+)"
+                       r"(?P<pos>['’]s)?(?![ \t]*&)(?![ \t]+[\p{Lu}])")
+# "Wendy's and McDonald's": coordinated possessives with no noun after them are shops or brands
+_ELLIPTIC_POSS = re.compile(
+    r"(?P<a>[\p{Lu}][\p{L}\p{M}\-]+)['’]s[ \t]+(?:and|or|&)[ \t]+(?P<b>[\p{Lu}][\p{L}\p{M}\-]+)['’]s"
+    r"(?=[ \t]*(?:[,;.!?]|$|both\b|all\b|are\b|were\b|have\b|had\b|\p{Ll}+ed\b|\p{Ll}+s\b))")
+# "everyone at Kesko", "the team at Vireo": a single word after "<group> at" is an organisation
+_ORG_AFTER = re.compile(r"(?i:\b(?:everyone|everybody|all|team|folks|staff|people|colleagues|friends|engineers|us)"
+                        r"[ \t]+(?:here[ \t]+)?at)[ \t]+$")
+
+
+# "Louis Vuitton and Hermès posted record sales", "Tim Hortons opened three new locations": what companies do
+_COMPANY_PREDICATE = re.compile(
+    r"[ \t]+(?:(?:posted|reported|announced|forecast|missed|beat|raised|cut|issued)[ \t]+"
+    r"(?:(?:record|quarterly|annual|strong|weak|higher|lower|better|worse|disappointing|solid|mixed|full-year|"
+    r"half-year|holiday|first-quarter|second-quarter|third-quarter|fourth-quarter|q[1-4])[ \t]+){0,2}"
+    r"(?:sales|earnings|revenues?|profits?|results|losses|guidance|dividends?)"
+    r"|(?:opened|closed|added|launched)[ \t]+(?:(?:\d+|two|three|four|five|six|seven|eight|nine|ten|dozens[ \t]+of|"
+    r"hundreds[ \t]+of|more|several|its|their|first)[ \t]+){0,2}(?:new[ \t]+)?(?:locations|stores|shops|branches|"
+    r"restaurants|outlets|offices|factories|plants|warehouses)"
+    r"|(?:shares|stock)[ \t]+(?:rose|fell|jumped|dropped|climbed|slid|surged|plunged))\b")
+_SUBJECT_BEFORE = re.compile(
+    r"(?:^|(?<=[.!?;:\n][ \t]*))(?:[\p{Lu}][\p{L}\p{M}'’\-]*(?:[ \t]*(?:,|&|and)?[ \t]*))+$", re.M)
+
+
+def _drop_product_and_brand_names(text: str, findings: list[Finding]) -> list[Finding]:
+    """Drop PERSON detections that the surrounding shape marks as a product, brand or organisation."""
+    if not any(f.entity_type == "PERSON" for f in findings):
+        return findings
+    from slm_pipeline.core.anonymize.lexicons import _lexicon
+    from slm_pipeline.core.anonymize.recognizers.names import _token_class
+
+    lex = _lexicon()
+    brand: list[tuple[int, int]] = []
+    if "&" in text:
+        for m in _AMP_PAIR.finditer(text):
+            ca, cb = _token_class(m.group("a"), lex), _token_class(m.group("b"), lex)
+            # "John & Mary" are two people; a surname or everyday word on either side makes a firm
+            if m.group("pos") or ca != "F" or cb != "F" or m.group("a") == m.group("b"):
+                brand.append(m.span())
+    if "'s" in text or "’s" in text:
+        brand.extend(m.span() for m in _ELLIPTIC_POSS.finditer(text))
+    for m in _COMPANY_PREDICATE.finditer(text):
+        subj = _SUBJECT_BEFORE.search(text, max(0, m.start() - 80), m.start())
+        if subj:
+            brand.append((subj.start(), m.start()))
+    out = []
+    for f in findings:
+        if f.entity_type == "PERSON":
+            if any(a <= f.start and f.end <= b for a, b in brand):
+                continue
+            if " " not in f.text.strip():
+                if _VERSION_AFTER.match(text, f.end):
+                    continue
+                if _ORG_AFTER.search(text[max(0, f.start - 40):f.start]):
+                    continue
+        out.append(f)
+    return out

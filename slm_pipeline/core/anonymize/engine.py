@@ -21,6 +21,8 @@ from slm_pipeline.core.anonymize.common import LANG, log
 from slm_pipeline.core.anonymize.findings import Finding, _propagate, _resolve
 from slm_pipeline.core.anonymize.lexicons import _lexicon, _norm_word, activate, use_vocabulary
 from slm_pipeline.core.anonymize.pseudonyms import _apply, _PseudonymMap
+from slm_pipeline.core.anonymize.recognizers.address_blocks import extend_address_blocks
+from slm_pipeline.core.anonymize.recognizers.name_structure import coordinated_names
 from slm_pipeline.core.anonymize.recognizers.names import _WORD
 from slm_pipeline.core.anonymize.recognizers.ner import _clean_person_span, _ner_segments
 from slm_pipeline.core.anonymize.verification import (
@@ -154,7 +156,10 @@ class Anonymizer:
     def _finish(self, texts: list[str], per_text: list[list[Finding]]) -> list[list[Finding]]:
         keep_ips = getattr(self.cfg, "keep_non_public_ips", True)
         activate(self._vocabulary)
-        per_text = [self.allow.apply(t, _drop_non_pii(t, fs, keep_ips)) for t, fs in zip(texts, per_text, strict=False)]
+        # drop technical/brand shapes, grow address blocks, add names coordinated with a detected person
+        per_text = [_drop_non_pii(t, fs, keep_ips) for t, fs in zip(texts, per_text, strict=False)]
+        per_text = [self.allow.apply(t, coordinated_names(t, extend_address_blocks(t, fs)))
+                    for t, fs in zip(texts, per_text, strict=False)]
         resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text, strict=False)]
         if getattr(self.cfg, "propagate", True):
             resolved = _propagate(texts, resolved, self._lex)

@@ -17,6 +17,7 @@ from slm_pipeline.core.anonymize.lexicons import (
     _rx,
 )
 from slm_pipeline.core.anonymize.recognizers.base import _OurRecognizer, _RegexRecognizer
+from slm_pipeline.core.anonymize.recognizers.names import _singular
 
 # ---------------------------------------------------------------------------------------------------------
 # POSTCODE
@@ -146,7 +147,9 @@ _DE_C = re.compile(
 
 # "Křížkovského 7, 319 08 Zbiroh": any capitalized street name + house number, when a postcode + city follows
 _GENERIC_PC_STREET = re.compile(
-    r"(?<![\w\-.,])[\p{Lu}][\p{L}\p{M}\-]+(?:[ \t][\p{Lu}][\p{L}\p{M}\-]+){0,2}[ \t]+\d{1,4}[a-zA-Z]?"
+    r"(?<![\w\-.,])[\p{Lu}][\p{L}\p{M}\-]+(?:[ \t](?:[\p{Lu}][\p{L}\p{M}\-]+|"
+    r"(?!(?:at|is|on|in|to|of|and|or|the|for|by|was|are|has|had|its|it|we|you|via|per|vs)\b)\p{Ll}{2,4}\.?)){0,2}"
+    r"[ \t]+\d{1,4}[a-zA-Z]?"  # a short lower-case street type may stand inside: "Tartu mnt 16", "Pärnu mnt. 5"
     r"(?:[/\-]\d{1,4}[a-zA-Z]?)?"
     r"(?=,?[ \t]+(?:\d{5}-\d{3}|\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4})[ \t]+\p{Lu})"
 )
@@ -231,6 +234,11 @@ class StreetAddressRecognizer(_OurRecognizer):
             for rx, sc in ((_EU_A, 0.7), (_EU_B, 0.7), (_DE_A, 0.7), (_DE_B, 0.7), (_DE_C, 0.6),
                            (_GENERIC_PC_STREET, 0.6)):
                 for m in rx.finditer(text):
+                    if rx is _GENERIC_PC_STREET:  # "Build 3, 4000 Users": the word after the number is no city
+                        city = _rx(r"[^\p{Lu}]*\d[ \t]+([\p{L}\p{M}\-]+)").match(text, m.end())
+                        low = city.group(1).lower() if city else ""
+                        if low not in lex.places and (low in lex.narrow_common or _singular(low, lex)):
+                            continue
                     spans.append((m.start(), m.end(), sc))
         for m in _EU_C.finditer(text):
             spans.append((m.start(), m.end(), 0.5))

@@ -53,5 +53,7 @@ def _technical_email(text: str, s: int, e: int) -> bool:
         return True  # suture@v3.0.2, lodash@4.17.21
     if s and text[s - 1] in "%{$":
         return True  # "%s@ad.example.com": a template
+    if _rx(r":[\w~./\-]").match(text, e):
+        return True  # scp-style remote "git@github.com:org/repo.git": a login on a host, not a mailbox
     return bool(_rx(r"://[^\s/@]*$").search(text[max(0, s - 200):s]))  # http://user:password@proxy.example.com
 

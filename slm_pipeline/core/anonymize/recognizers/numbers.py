@@ -198,7 +198,7 @@ class OrderIdRecognizer(_RegexRecognizer):
         (r"\b(?:ORD|ORDER|PO|SO)[-_#]?\d{4,12}\b", 0.9, 0, _I),
         (r"\b(?:order|purchase|booking|reservation|confirmation|shipment|parcel|tracking)"
          r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|ref(?:erence)?|code))?" + _ID_TAIL +
-         r"(?P<v>[A-Z]{0,4}-?\d{5,14}|\d{3,6}-\d{3,8})\b", 0.75, "v", _I),
+         r"(?P<v>[A-Z]{0,4}-?\d{5,14}|\d{3,6}-\d{3,8})(?![\w\-]|[.,/]\w)", 0.75, "v", _I),  # whole token
         (r"(?<![\w#])#(?P<v>\d{5,12})\b", 0.2, "v", 0),
     ]
 
@@ -227,7 +227,8 @@ class DriverLicenseRecognizer(_RegexRecognizer):
          r"(?i:[ \t]*(?:is|was|:|=|-|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
         # value shapes common to US states; only kept with context words (Presidio context enhancement)
         (r"\b(?P<v>[A-Z]\d{7,12}|[A-Z]{2}\d{6,8}|[A-Z]\d{3}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{1,3})?|"
-         r"[A-Z]-?\d{3}-?\d{3}-?\d{3}-?\d{3}|[A-Z]{1,3}-\d{2,4}-\d{2,4}(?:-\d{1,4})?)\b", 0.2, "v", 0),
+         r"[A-Z]-?\d{3}-?\d{3}-?\d{3}-?\d{3}|[A-Z]{1,3}-\d{2,4}-\d{2,4}(?:-\d{1,4})?|"
+         r"[A-Z]\d{3}-\d{3}-\d{2}-\d{3}-\d)(?![\w\-])", 0.2, "v", 0),  # FL/WI/MD style: W425-163-82-451-0
     ]
 
     def valid(self, value: str) -> bool:

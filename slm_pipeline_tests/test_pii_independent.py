@@ -1,0 +1,51 @@
+"""PII recall on labeled sets written by people who never saw the detector (slm_pipeline_tests/data/):
+`pii_heldout_independent.jsonl` (author 1; used as a development set while fixing general patterns) and
+`pii_heldout_independent_2.jsonl` (author 2; never looked at while changing the detector: the judge).
+Scored on the output text with the leak rule of core/pii_leak_score.py, with the CLI's default settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import PROJECT_ROOT
+
+from slm_pipeline.core.pii_leak_score import leak_recall
+
+DATA = PROJECT_ROOT / "slm_pipeline_tests" / "data"
+
+
+def _load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_leak_rule_counts_any_surviving_token_but_not_template_words():
+    data = [{"text": "Ship to Anna Berg, Main Street 5", "spans": [[8, 17, "PERSON"], [19, 32, "STREET_ADDRESS"]]},
+            {"text": "Restart the Main service", "spans": []}]
+
+    def half(texts):  # replaces the name's first word only, leaves the address
+        return [t.replace("Anna", "<PERSON_1>") for t in texts]
+
+    r = leak_recall(half, data)
+    assert r["by_type"] == {"PERSON": {"n": 1, "recall": 0.0}, "STREET_ADDRESS": {"n": 1, "recall": 0.0}}
+    assert r["clean_unchanged"] == 1.0 and r["misses"] == [(0, "PERSON"), (0, "STREET_ADDRESS")]
+    r = leak_recall(lambda ts: [ts[0].replace("Anna Berg", "<P>").replace("Main Street 5", "<A>"), ts[1]], data)
+    assert r["direct_recall"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def cli_anonymizer():
+    from slm_pipeline.config import load_config
+    from slm_pipeline.core.anonymize import pipeline_anonymizer
+
+    return pipeline_anonymizer(load_config(PROJECT_ROOT / "slm_pipeline.yaml")).anonymize_texts
+
+
+@pytest.mark.parametrize("name, min_recall, min_clean", [
+    ("pii_heldout_independent.jsonl", 0.95, 0.95),  # measured 0.971, 67/69 (dev set)
+    ("pii_heldout_independent_2.jsonl", 0.87, 0.93),  # measured 0.892, 69/72 (judge; never tuned on)
+])
+def test_recall_on_sets_written_without_the_detector_in_view(cli_anonymizer, name, min_recall, min_clean):
+    r = leak_recall(cli_anonymizer, _load(name))
+    assert r["direct_recall"] >= min_recall, r["by_type"]
+    assert r["clean_unchanged"] >= min_clean
