@@ -270,7 +270,7 @@ def _doc_question(company: str, title: str, heading: str, key: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- placeholders
 
-# An anonymization tag as anonymize.py writes it: <PERSON_1>, <IP_ADDRESS_2>, ...
+# An anonymization tag as core/anonymize writes it: <PERSON_1>, <IP_ADDRESS_2>, ...
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 _SELF_INTRO = re.compile(r"[,;]?\s*(?:this is|my name is|i am|i'm|it's)\s+<PERSON_\d+>(?:\s+(?:here|speaking))?"
                          r"|[,;]?\s*<PERSON_\d+>\s+(?:here|speaking)", re.IGNORECASE)
