@@ -15,7 +15,7 @@ from slm_pipeline.core.grounding import Grounder
 from slm_pipeline.core.pairs import PLACEHOLDER, build_pairs, validate_sample
 from slm_pipeline.core.policy import load_gold, load_policy
 from slm_pipeline.core.raft import add_retrieved_context
-from slm_pipeline.core.retrieval import fact_recall, open_index
+from slm_pipeline.core.retrieval import context_system_message, fact_recall, open_index
 
 POLICY = load_policy(PROJECT_ROOT / "assets" / "policy.yaml")
 
@@ -55,6 +55,15 @@ def test_the_right_chunk_ranks_first(tiny_index, question, expected):
     hits = open_index(tiny_index, RetrievalConfig()).search(question)
     assert hits[0].chunk.id == expected, [(h.chunk.id, h.score) for h in hits]
     assert hits[0].score > hits[-1].score
+
+
+def test_context_template_puts_the_best_hit_last_next_to_the_question(tiny_index):
+    hits = open_index(tiny_index, RetrievalConfig(k=3)).search("What's the price of a 24-hour ticket?")
+    system = context_system_message(POLICY.system_prompt, POLICY.company, hits)
+    assert system.startswith(POLICY.system_prompt)
+    positions = [system.index(h.chunk.text) for h in hits]
+    assert positions == sorted(positions, reverse=True)  # best-ranked excerpt comes last
+    assert system.rstrip().endswith(hits[0].chunk.text) and f"[{len(hits)}] {hits[0].chunk.label}" in system
 
 
 def test_index_metadata_and_fact_recall(tiny_index):
