@@ -34,6 +34,17 @@ def test_domain_vocabulary_is_configuration(anon, tmp_path):
     assert custom.analyze_texts([text]) == [[]]
 
 
+def test_version_inputs_follow_the_vocabulary_content_and_the_allowed_company(anon, tmp_path):
+    vocab = tmp_path / "vocab.yaml"
+    vocab.write_text("common_words: harper\n")
+    cfg = AnonymizeConfig(canaries_file=None, vocabulary_file=str(vocab))
+    first = Anonymizer(cfg, anon.analyzer, allow=["Syncthing"]).version_inputs()
+    assert first["allow"] == ["Syncthing"] and first["vocabulary"] == "common_words: harper\n"
+    assert Anonymizer(cfg, anon.analyzer, allow=["LoopBike"]).version_inputs() != first
+    vocab.write_text("common_words: harper cargo\n")
+    assert Anonymizer(cfg, anon.analyzer, allow=["Syncthing"]).version_inputs() != first
+
+
 def test_default_vocabulary_holds_the_bike_words_not_the_code():
     doc = yaml.safe_load((ROOT / "assets" / "anonymize_vocabulary.yaml").read_text())
     assert {"dock", "bike", "helmet", "scooter"} <= set(doc["common_words"].split())

@@ -5,18 +5,13 @@ Scored on the output text with the leak rule of core/pii_leak_score.py, with the
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from conftest import PROJECT_ROOT
 
+from slm_pipeline.core.artifacts import read_jsonl
 from slm_pipeline.core.pii_leak_score import leak_recall
 
 DATA = PROJECT_ROOT / "slm_pipeline_tests" / "data"
-
-
-def _load(name: str) -> list[dict]:
-    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def test_leak_rule_counts_any_surviving_token_but_not_template_words():
@@ -46,6 +41,6 @@ def cli_anonymizer():
     ("pii_heldout_independent_2.jsonl", 0.87, 0.93),  # measured 0.892, 69/72 (judge; never tuned on)
 ])
 def test_recall_on_sets_written_without_the_detector_in_view(cli_anonymizer, name, min_recall, min_clean):
-    r = leak_recall(cli_anonymizer, _load(name))
+    r = leak_recall(cli_anonymizer, read_jsonl(DATA / name))
     assert r["direct_recall"] >= min_recall, r["by_type"]
     assert r["clean_unchanged"] >= min_clean

@@ -16,7 +16,6 @@ Faker *address* data in local multi-line formats; `evaluate_split` reports both 
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
 import string
 import time
@@ -686,8 +685,9 @@ def markdown_table(results: dict, baseline: dict | None = None, names: tuple[str
 
 def load_out_of_gazetteer_set(path: str | Path | None = None) -> list[dict]:
     """The committed out-of-gazetteer labeled set: `{"text", "spans", "source"}` per line."""
-    p = Path(path) if path else OUT_OF_GAZETTEER_SET
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from .artifacts import read_jsonl
+
+    return read_jsonl(Path(path) if path else OUT_OF_GAZETTEER_SET)
 
 
 def evaluate_split(anonymizer, in_gazetteer: list[dict] | None = None,

@@ -61,11 +61,14 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
     teaches it to refuse more (measured: false refusals 0.20 with all refusal examples)."""
     questions = [next(m["content"] for m in s["messages"] if m["role"] == "user") for s in samples]
     oracles = [oracle_chunk_ids(s, index) for s in samples]
-    pool = index.search_many(questions, k=2 * k, exclude=oracles)  # distractor pool: best non-oracle hits
+    vectors = index.embedder.embed(questions) if questions else None  # once, for both searches below
     with_oracle = [bool(o) and _unit(seed, s["id"]) < oracle_share for s, o in zip(samples, oracles, strict=True)]
     # Samples trained without their oracle get the best hits that are not the oracle.
     exclude = [set() if w else o for w, o in zip(with_oracle, oracles, strict=True)]
-    hits = index.search_many(questions, k=k, exclude=exclude)
+    hits = index.search_many(questions, k=k, exclude=exclude, vectors=vectors)
+    # Extra views draw their distractors from the best non-oracle hits; no second search without them.
+    pool = (index.search_many(questions, k=2 * k, exclude=oracles, vectors=vectors) if views > 1
+            else [[] for _ in samples])
     out, counts = [], Counter()
     for s, hs, oracle, w, distractors in zip(samples, hits, oracles, with_oracle, pool, strict=True):
         hs = list(hs)

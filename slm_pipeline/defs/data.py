@@ -89,10 +89,7 @@ def anonymized_corpus(
         context.log.info(f"anonymized {done}/{total} records ({100 * done / max(total, 1):.0f}%), ETA {eta:.0f}s")
 
     clean, report = anonymizer.anonymize_records(records, progress=progress)
-    # the vocabulary's content, not just its path, decides what is a name: editing it re-anonymizes
-    vocab = Path(anonymizer.cfg.vocabulary_file) if anonymizer.cfg.vocabulary_file else None
-    vocab_text = vocab.read_text(encoding="utf-8") if vocab and vocab.exists() else None
-    version = version_of(raw_corpus["version"], cfg.anonymize.model_dump(), vocab_text)
+    version = version_of(raw_corpus["version"], cfg.anonymize.model_dump(), anonymizer.version_inputs())
     out = asset_dir(cfg, "anonymized_corpus") / version
     report_doc = report.to_json()
     with atomic_dir(out) as tmp:

@@ -78,7 +78,8 @@ class Anonymizer:
                  allow: Iterable[str] = ()):
         """`allow`: terms never treated as PII on top of cfg.allow (pipeline_anonymizer passes the company)."""
         self.cfg = cfg or AnonymizeConfig()
-        self.allow = AllowList([*getattr(self.cfg, "allow", []), *allow])
+        self._allow_entries = [*getattr(self.cfg, "allow", []), *allow]
+        self.allow = AllowList(self._allow_entries)
         self._vocabulary = use_vocabulary(getattr(self.cfg, "vocabulary_file", None))
         self.analyzer = analyzer or build_analyzer(self.cfg)
         self.entities = list(self.cfg.entities)
@@ -96,6 +97,12 @@ class Anonymizer:
             from faker import Faker
 
             self._faker = Faker("en_US")
+
+    def version_inputs(self) -> dict:
+        """What decides the output beyond `cfg` itself, for the anonymized corpus's version: every allowed term
+        (the policy's company included) and the vocabulary file's content (editing it re-anonymizes)."""
+        vocab = Path(self._vocabulary).read_text(encoding="utf-8") if self._vocabulary else None
+        return {"allow": self._allow_entries, "vocabulary": vocab}
 
     # -- detection --------------------------------------------------------------------------------------
 
