@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install run ui test test-fast bench lint clean browser-deps llamacpp
+.PHONY: install run ui test test-fast bench lint clean browser-deps postgres-deps llamacpp
 
 install: $(STAMP)
 
@@ -44,7 +44,18 @@ browser-deps:
 		     "the browser test will be skipped (install: apt-get install chromium chromium-driver)"; \
 	fi
 
-test: install browser-deps
+# Debian's PostgreSQL server for the tests that run against a real Postgres (skipped without it).
+postgres-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+		|| echo "WARNING: could not install postgresql; the Postgres tests will be skipped"; \
+	else \
+		echo "WARNING: PostgreSQL server binaries missing and not root with apt-get;" \
+		     "the Postgres tests will be skipped (install: apt-get install postgresql)"; \
+	fi
+
+test: install browser-deps postgres-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install

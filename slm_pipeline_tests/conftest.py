@@ -96,3 +96,16 @@ def tiny_index(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("retrieval-index")
     index_corpus(TINY_RECORDS, RetrievalConfig(), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test session (see postgres_server.py); skipped without the binaries."""
+    from postgres_server import PostgresServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries not found: `make postgres-deps` installs the Debian package "
+                    "postgresql (CI does)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
