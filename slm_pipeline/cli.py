@@ -26,7 +26,7 @@ def cmd_run(args) -> int:
     if not cfg.path(cfg.corpus.corpus_dir).is_dir():
         raise ConfigError(
             f"corpus.corpus_dir = '{cfg.corpus.corpus_dir}' is not a folder ({cfg.path(cfg.corpus.corpus_dir)}); "
-            "point it at your documents/FAQ/chats folder in slm_pipeline.yaml"
+            f"point it at your documents/FAQ/chats folder in {cfg.settings_file}"
         )
     home = _dagster_home()
     import dagster as dg

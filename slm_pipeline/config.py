@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = "slm_pipeline.yaml"
@@ -158,6 +158,11 @@ class RetrievalConfig(_Section):
     oracle_share: float = Field(
         0.8, ge=0.0, le=1.0, description="RAFT: share of in-domain training samples whose context contains the "
         "chunk the answer came from; the rest see distractors only (teaches the model to rely on, not parrot, context).",
+    )
+    paraphrase_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="RAFT: share of FAQ samples with an oracle whose own row (its question word "
+        "for word) is hidden and another chunk stating the same facts is shown instead, so the model learns to "
+        "answer a question worded differently from the help center's, as users ask them.",
     )
 
 
@@ -310,8 +315,17 @@ class PipelineConfig(_Section):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
+    # The settings file these settings came from (for messages that tell the user where to change something).
+    _settings_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def settings_file(self) -> str:
+        """The settings file in use, as the user should read it in a message; 'slm_pipeline.yaml' when none."""
+        return str(self._settings_file) if self._settings_file else DEFAULT_CONFIG_FILE
+
     def path(self, value: str) -> Path:
-        """Resolve a configured path relative to the project root (absolute paths stay as they are)."""
+        """Resolve a configured path: values from a settings file outside the project were made absolute by
+        load_config (relative to that file); the rest are relative to the project root."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else PROJECT_ROOT / p
 
@@ -327,11 +341,38 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+# Settings naming a file or folder: a relative value resolves against the folder of the settings file that sets it.
+PATH_SETTINGS = ("artifacts_dir", "gold_file", "probes_dir", "policy_file", "corpus.corpus_dir",
+                 "anonymize.canaries_file", "anonymize.vocabulary_file", "eval.graded_sheet")
+# Settings taking a path or a name (hub id, spaCy package): resolved only when the value is written as a path
+# ("./models/x", "~/x") or names something that exists next to the settings file.
+PATH_OR_NAME_SETTINGS = ("base_model", "retrieval.embedding_model", "eval.embedding_model", "anonymize.spacy_model")
+
+
+def _resolve_paths_against(data: dict, folder: Path) -> dict:
+    """`data` (parsed settings) with relative path values made absolute against `folder`."""
+    for dotted in PATH_SETTINGS + PATH_OR_NAME_SETTINGS:
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+            continue
+        looks_like_path = value.startswith((".", "~")) or (folder / value).exists()
+        if dotted in PATH_SETTINGS or looks_like_path:
+            node[key] = str((folder / Path(value).expanduser()).resolve())
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """Load settings: defaults <- YAML file (if present) <- overrides dict."""
+    """Load settings: defaults <- YAML file (if present) <- overrides dict. Relative paths in a settings file
+    outside the project resolve against that file's folder (inside it they already mean the same thing, and
+    staying relative keeps asset versions equal across checkouts)."""
+    given = "--config" if path is not None else "SLM_PIPELINE_CONFIG" if os.environ.get("SLM_PIPELINE_CONFIG") else None
     if path is None:
         path = os.environ.get("SLM_PIPELINE_CONFIG") or PROJECT_ROOT / DEFAULT_CONFIG_FILE
-    path = Path(path)
+    path = Path(path).expanduser()
     data: dict = {}
     if path.exists():
         try:
@@ -340,13 +381,19 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
-    elif os.environ.get("SLM_PIPELINE_CONFIG"):
-        raise ConfigError(f"SLM_PIPELINE_CONFIG points to {path}, which does not exist")
+        folder = path.resolve().parent
+        if folder != PROJECT_ROOT.resolve():
+            data = _resolve_paths_against(data, folder)
+    elif given:
+        raise ConfigError(f"the settings file {path} ({given}) does not exist (current folder: {Path.cwd()}); "
+                          "give an existing YAML file, or none to use ./slm_pipeline.yaml and the defaults")
     data = _deep_merge(data, overrides or {})
     try:
-        return PipelineConfig.model_validate(data)
+        cfg = PipelineConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, str(path))) from None
+    cfg._settings_file = path if path.exists() else None
+    return cfg
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:

@@ -73,6 +73,33 @@ def test_unknown_setting_is_named(tmp_path):
         load_config(bad)
 
 
+def test_paths_in_a_settings_file_resolve_against_its_folder_and_errors_name_it(tmp_path, monkeypatch):
+    from slm_pipeline.config import PROJECT_ROOT
+
+    folder = tmp_path / "company"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "models" / "my-embedder").mkdir(parents=True)
+    settings = folder / "settings.yaml"
+    settings.write_text("artifacts_dir: out\ncorpus:\n  corpus_dir: docs\nbase_model: HuggingFaceTB/SmolLM2-135M\n"
+                        "retrieval:\n  embedding_model: ./models/my-embedder\n")
+    monkeypatch.chdir(tmp_path)  # not the settings file's folder, not the project
+    cfg = load_config("company/settings.yaml")
+    assert cfg.path(cfg.corpus.corpus_dir) == folder / "docs"
+    assert cfg.path(cfg.artifacts_dir) == folder / "out"
+    assert cfg.retrieval.embedding_model == str(folder / "models" / "my-embedder")
+    assert cfg.base_model == "HuggingFaceTB/SmolLM2-135M"  # a hub id stays a hub id
+    assert cfg.path(cfg.policy_file) == PROJECT_ROOT / "assets" / "policy.yaml"  # not set there: the default
+    assert cfg.settings_file == "company/settings.yaml"
+    # Errors name the file actually used, and a missing settings file is an error, not silently the defaults.
+    settings.write_text("train:\n  epochs: -1\n")
+    with pytest.raises(ConfigError, match=r"company/settings\.yaml"):
+        load_config("company/settings.yaml")
+    with pytest.raises(ConfigError, match=r"nope\.yaml \(--config\) does not exist"):
+        load_config("nope.yaml")
+    # Inside the project, paths stay as written (asset versions do not depend on where the checkout is).
+    assert load_config(PROJECT_ROOT / "slm_pipeline.yaml").corpus.corpus_dir == "assets/corpus"
+
+
 def test_unknown_base_model_fails_with_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelResolutionError, match="embedded:smollm2-135m-instruct"):

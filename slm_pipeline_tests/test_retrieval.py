@@ -141,6 +141,47 @@ def test_extra_context_views_draw_other_distractors_and_stay_in_their_samples_sp
     assert all(not validate_sample(s, POLICY.system_prompt) for s in samples)
 
 
+def test_paraphrase_samples_hide_the_rows_own_chunk_and_show_another_with_the_same_facts(tmp_path):
+    """An FAQ row's chunk holds its question verbatim; with paraphrase_share the model must find the answer in
+    another chunk that states the same facts (as when a user words a question differently)."""
+    from slm_pipeline.core.raft import paraphrase_chunk_ids
+    from slm_pipeline.core.retrieval import index_corpus
+
+    def row(rid, q, a):
+        return {"id": f"faq.csv#{rid}", "kind": "faq", "meta": {}, "messages": [
+            {"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+    records = []
+    for i in range(2, 22):  # pairs of rows with the same fact in other words; rows 100+ have no twin
+        records.append(row(i, f"How much is plan {i}?", f"Plan {i} costs {i * 7} euros per month, billed monthly."))
+        records.append(row(i + 50, f"What do I pay each month on tariff number {i}?",
+                           f"Tariff {i} is billed monthly: {i * 7} euros per month for plan {i}."))
+    records += [row(100 + i, f"Where is depot {i}?", f"Depot {i} sits at gate {300 + i} of the harbour.")
+                for i in range(5)]
+    index_corpus(records, RetrievalConfig(), tmp_path)
+    index = open_index(tmp_path, RetrievalConfig(k=3))
+    twins = paraphrase_chunk_ids({"source": "faq", "id": "faq.csv#5", "messages": records[6]["messages"]}, index,
+                                 {"faq.csv#5#c0"})
+    assert twins == {"faq.csv#55#c0"}
+
+    samples = [{"id": r["id"], "source": "faq", "messages": [{"role": "system", "content": "x"}, *r["messages"]]}
+               for r in records]
+    out, report = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=1.0, seed=1, paraphrase_share=1.0)
+    assert report["with_paraphrase_oracle"] == 40
+    for s in out:
+        own = f"{s['id']}#c0"
+        if int(s["id"].split("#")[1]) >= 100:  # no twin: its own chunk stays the oracle
+            assert s["oracle_ids"] == [own] and own in s["context_ids"]
+        else:
+            assert own not in s["context_ids"] and len(s["context_ids"]) == 3
+            assert set(s["oracle_ids"]) & set(s["context_ids"])  # the twin is shown
+            shown = next(index.by_id[c].text for c in s["context_ids"] if c in s["oracle_ids"])
+            assert str(int(s["id"].split("#")[1]) % 50 * 7) in shown
+    # paraphrase_share 0 changes nothing: every sample sees its own row.
+    plain, _ = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=1.0, seed=1)
+    assert all(s["oracle_ids"] == [f"{s['id']}#c0"] and f"{s['id']}#c0" in s["context_ids"] for s in plain)
+
+
 def test_no_gold_question_or_answer_becomes_a_chunk_or_a_pair(tmp_path):
     """The demo corpus and the gold file: nothing of the gold set is indexed or trained on."""
     gold = load_gold(PROJECT_ROOT / "assets" / "gold" / "gold_qa.jsonl")

@@ -128,7 +128,8 @@ def raft_samples(samples: list[dict], index, cfg: PipelineConfig) -> tuple[list[
 
     policy = load_policy(cfg.path(cfg.policy_file))
     return add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
-                                 seed=cfg.train.seed)
+                                 seed=cfg.train.seed, min_score=cfg.retrieval.min_score,
+                                 views=cfg.retrieval.context_views, paraphrase_share=cfg.retrieval.paraphrase_share)
 
 
 def _pick(items: Sequence, n: int) -> list:

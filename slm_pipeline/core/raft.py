@@ -7,6 +7,11 @@ for `oracle_share` of the samples (deterministic per sample id), put in place of
 retrieval missed them, and removed (distractors only) for the rest, so the model learns to use the right
 excerpt when it is there without learning that an answer must be copied from whatever is there. Chats,
 feedback and refusal samples carry what the index returns for their question. Never imports dagster.
+
+An FAQ row's chunk holds its question word for word, so a model trained on it can learn to find the answer by
+string matching, which fails on a user's own wording (the held-out questions). For `paraphrase_share` of the FAQ
+samples that show an oracle, the row's own chunk is hidden and the oracle is another chunk that states the same
+facts (another FAQ row or a document section; `paraphrase_chunk_ids`), as at serving time.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from collections.abc import Sequence
 from .policy import Policy
 from .retrieval import Hit, RetrievalIndex, context_system_message
 
-__all__ = ["add_retrieved_context", "oracle_chunk_ids"]
+__all__ = ["add_retrieved_context", "oracle_chunk_ids", "paraphrase_chunk_ids"]
 
 _WORD = re.compile(r"\w+")
+_NUMBER = re.compile(r"\d(?:[\d,.:]*\d)?")
 
 
 def _unit(seed: int, key: str) -> float:
@@ -47,9 +53,31 @@ def oracle_chunk_ids(sample: dict, index: RetrievalIndex) -> set[str]:
     return out
 
 
+def _answer(sample: dict) -> str:
+    return " ".join(m["content"] for m in sample["messages"] if m["role"] == "assistant")
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def paraphrase_chunk_ids(sample: dict, index: RetrievalIndex, own: set[str]) -> set[str]:
+    """Chunks other than `own` that state the sample's answer: every number of the answer (prices, limits, hours:
+    the facts users ask for) and at least half of its words of 4+ letters (60% for an answer without numbers)."""
+    answer = _answer(sample)
+    numbers = _numbers(answer)
+    words = {w for w in _WORD.findall(answer.lower()) if len(w) >= 4 and not w.isdigit()}
+    if not words:
+        return set()
+    need = (0.5 if numbers else 0.6) * len(words)
+    return {c.id for c in index.chunks
+            if c.id not in own and numbers <= _numbers(c.text) and len(words & set(_WORD.findall(c.text.lower()))) >= need}
+
+
 def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy: Policy, k: int,
                           oracle_share: float, seed: int = 42,
-                          min_score: float | None = None, views: int = 1) -> tuple[list[dict], dict]:
+                          min_score: float | None = None, views: int = 1,
+                          paraphrase_share: float = 0.0) -> tuple[list[dict], dict]:
     """Samples with retrieved context in their system message (see module docstring), and a report.
 
     `views` > 1 repeats every sample that has an oracle with another draw of context: distractors picked from
@@ -65,19 +93,32 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
     with_oracle = [bool(o) and _unit(seed, s["id"]) < oracle_share for s, o in zip(samples, oracles, strict=True)]
     # Samples trained without their oracle get the best hits that are not the oracle.
     exclude = [set() if w else o for w, o in zip(with_oracle, oracles, strict=True)]
+    # Paraphrase samples: the FAQ row's own chunk (its question verbatim) hidden, another chunk with the facts shown.
+    for i, (s, w) in enumerate(zip(samples, with_oracle, strict=True)):
+        if w and s["source"] == "faq" and _unit(seed + 3, s["id"]) < paraphrase_share:
+            alternatives = paraphrase_chunk_ids(s, index, oracles[i])
+            if alternatives:
+                exclude[i], oracles[i] = oracles[i], alternatives
     hits = index.search_many(questions, k=k, exclude=exclude, vectors=vectors)
+    paraphrase_rows = [i for i, (e, w) in enumerate(zip(exclude, with_oracle, strict=True)) if e and w]
+    # Which of several paraphrase oracles to insert when retrieval missed them all: the best-ranked one.
+    wide = dict(zip(paraphrase_rows, index.search_many(
+        [questions[i] for i in paraphrase_rows], k=max(index.candidates, k), exclude=[exclude[i] for i in paraphrase_rows],
+        vectors=vectors[paraphrase_rows] if paraphrase_rows else None), strict=True)) if paraphrase_rows else {}
     # Extra views draw their distractors from the best non-oracle hits; no second search without them.
-    pool = (index.search_many(questions, k=2 * k, exclude=oracles, vectors=vectors) if views > 1
+    pool = (index.search_many(questions, k=2 * k, exclude=[o | e for o, e in zip(oracles, exclude, strict=True)],
+                              vectors=vectors) if views > 1
             else [[] for _ in samples])
     out, counts = [], Counter()
-    for s, hs, oracle, w, distractors in zip(samples, hits, oracles, with_oracle, pool, strict=True):
+    for i, (s, hs, oracle, w, distractors) in enumerate(zip(samples, hits, oracles, with_oracle, pool, strict=True)):
         hs = list(hs)
         if oracle:
             present = any(h.chunk.id in oracle for h in hs)
             if w:
                 counts["oracle_retrieved" if present else "oracle_missed"] += 1
             if w and not present:
-                hs = _insert_oracle(hs[:-1] if len(hs) >= k else hs, index, oracle, _unit(seed + 1, s["id"]))
+                hs = _insert_oracle(hs[:-1] if len(hs) >= k else hs, index, oracle, _unit(seed + 1, s["id"]),
+                                    ranked=wide.get(i, ()))
             counts["with_oracle" if w else "distractors_only"] += 1
         else:
             counts[f"retrieved_only_{s['source']}"] += 1
@@ -92,20 +133,22 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
             ranked = sorted(distractors, key=lambda h: _unit(seed + 2, f"{key}:{h.chunk.id}"))
             hv = ranked[:k - 1] if wv else ranked[:k]
             if wv:
-                hv = _insert_oracle(hv, index, oracle, _unit(seed + 1, key))
+                hv = _insert_oracle(hv, index, oracle, _unit(seed + 1, key), ranked=wide.get(i, ()))
             counts["extra_views_with_oracle" if wv else "extra_views_distractors_only"] += 1
             out.append({**_with_context(s, hv, oracle if wv else set(), policy), "id": key, "group": s["id"]})
     n_oracle = counts["with_oracle"] + counts["distractors_only"]
     report = {**counts, "k": k, "views": views, "oracle_share_configured": oracle_share,
+              "paraphrase_share_configured": paraphrase_share, "with_paraphrase_oracle": len(paraphrase_rows),
               "oracle_share_actual": round(counts["with_oracle"] / n_oracle, 4) if n_oracle else None}
     return out, report
 
 
-def _insert_oracle(hits: list[Hit], index: RetrievalIndex, oracle: set[str], where: float) -> list[Hit]:
-    """`hits` with the (first) oracle chunk at a position picked by `where` in [0, 1): anywhere, so that "the
-    answer is last" is not what the model learns."""
+def _insert_oracle(hits: list[Hit], index: RetrievalIndex, oracle: set[str], where: float,
+                   ranked: Sequence[Hit] = ()) -> list[Hit]:
+    """`hits` with one oracle chunk (the first of `ranked` that is one, else the first id) at a position picked by
+    `where` in [0, 1): anywhere, so that "the answer is last" is not what the model learns."""
     hits = list(hits)
-    best = next(iter(sorted(oracle)))
+    best = next((h.chunk.id for h in ranked if h.chunk.id in oracle), None) or next(iter(sorted(oracle)))
     hits.insert(min(int(where * (len(hits) + 1)), len(hits)), Hit(index.by_id[best], 0.0, 0.0))
     return hits
 

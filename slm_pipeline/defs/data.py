@@ -239,7 +239,8 @@ def instruction_pairs(
         def contextualize(samples: list[dict]) -> list[dict]:
             out, report = add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
                                                 seed=cfg.train.seed, min_score=cfg.retrieval.min_score,
-                                                views=cfg.retrieval.context_views)
+                                                views=cfg.retrieval.context_views,
+                                                paraphrase_share=cfg.retrieval.paraphrase_share)
             raft_report.update(report)
             return out
 
@@ -255,7 +256,7 @@ def instruction_pairs(
                          sha256_json([policy.system_prompt, policy.refusal, policy.out_of_scope_examples]),
                          cfg.train.seed, retrieval_index["version"] if cfg.retrieval.enabled else None,
                          cfg.retrieval.model_dump(include={"enabled", "k", "oracle_share", "min_score",
-                                                           "context_views"}),
+                                                           "context_views", "paraphrase_share"}),
                          *([len(feedback), sha256_json(feedback)] if feedback else []))
     out = asset_dir(cfg, "instruction_pairs") / version
     with atomic_dir(out) as tmp:

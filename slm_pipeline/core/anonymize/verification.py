@@ -37,8 +37,9 @@ def _leak_fix(etype: str, found_by: str, value: str = "") -> str:
         return (f"a planted canary that no {etype} recognizer detected: the anonymizer misses values written like "
                 f"this one; make the detector catch it (or correct the canary if it is not written this way)")
     return (f"{found_by or 'a recognizer'} detected this value elsewhere in the record, but this occurrence was not "
-            f"replaced. If it is not personal data (a product, a technical term), add it to `anonymize.allow` in "
-            f"slm_pipeline.yaml (a term, or 're:<regex>'); if it is, report the missed {etype} form")
+            f"replaced. If it is not personal data (a product, a technical term), add it to `anonymize.allow` in your "
+            f"settings file (slm_pipeline.yaml or --config; a term, or 're:<regex>'); if it is, report the missed "
+            f"{etype} form")
 
 
 def _leak_position(text: str, mode: str, needle, etype: str) -> int:
