@@ -38,6 +38,7 @@ from .gate import Gate, promotion_decision
 from .generation import Generation, generate_answer, generate_batch, latency_summary
 from .grading import GRADING_COLUMNS, GradingSheetError, fold_grades, load_grades, write_grading_sheet
 from .grounding import refusal_start_ids
+from .log_filters import DropMessages
 from .metrics import (
     HEADLINE_METRIC,
     HEADLINE_WHY,
@@ -161,20 +162,11 @@ def _load_for_eval(path: Path, device: str, runtime: str = "auto"):
     return model, tokenizer
 
 
-class _DropMessages(logging.Filter):
-    def __init__(self, *needles: str):
-        super().__init__()
-        self.needles = needles
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(n in str(record.msg) for n in self.needles)
-
-
 @contextlib.contextmanager
 def _quiet_bnb_logs():
     """bitsandbytes int8 on CPU logs 'MatMul8bitLt: inputs will be cast ...' once per layer per token."""
     target = logging.getLogger("bitsandbytes.autograd._functions")
-    flt = _DropMessages("MatMul8bitLt: inputs will be cast")
+    flt = DropMessages("MatMul8bitLt: inputs will be cast")
     target.addFilter(flt)
     try:
         yield
