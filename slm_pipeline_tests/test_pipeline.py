@@ -74,7 +74,6 @@ def test_unknown_setting_is_named(tmp_path):
 
 
 def test_paths_in_a_settings_file_resolve_against_its_folder_and_errors_name_it(tmp_path, monkeypatch):
-
     folder = tmp_path / "company"
     (folder / "docs").mkdir(parents=True)
     (folder / "models" / "my-embedder").mkdir(parents=True)
