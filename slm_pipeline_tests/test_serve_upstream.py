@@ -227,3 +227,24 @@ def test_request_ids_in_the_response_header_and_every_log_line(api, caplog):
     mine = [r.getMessage() for r in caplog.records if getattr(r, "request_id", None) == "req-42"]
     assert any(m.startswith("completion chatcmpl-") for m in mine), mine
     assert any(m.startswith("POST /v1/chat/completions 200") for m in mine), mine
+
+
+def test_concurrent_questions_are_grounded_in_one_pass_with_the_same_result(api):
+    import asyncio
+
+    from slm_pipeline.core.serving.batching import GroundingBatcher
+
+    grounder = api["server"].grounder
+    chats = [[{"role": "user", "content": q}] for q in (
+        IN_DOMAIN, "How much does a Day Pass cost?", "Who painted the Mona Lisa?", "How do I reset my password?")]
+    batcher = GroundingBatcher(grounder)
+
+    async def main():
+        return await asyncio.gather(*(batcher.ground(c) for c in chats * 2))
+
+    results = asyncio.run(main())
+    assert batcher.passes == 1  # eight requests, one embedding pass
+    for chat_, got in zip(chats * 2, results, strict=True):
+        alone = grounder.ground(chat_)
+        assert [s["id"] for s in got.sources()] == [s["id"] for s in alone.sources()]
+        assert got.refusal == alone.refusal and got.messages == alone.messages

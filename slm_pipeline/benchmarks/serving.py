@@ -82,6 +82,7 @@ class RoundRobinBalancer:
         self.backends = [(httpx.URL(u).host, httpx.URL(u).port) for u in backends]
         self._next = itertools.cycle(range(len(self.backends)))
         self.connections = [0] * len(self.backends)
+        self._open: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -108,6 +109,7 @@ class RoundRobinBalancer:
         except OSError:
             writer.close()
             return
+        self._open |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -118,15 +120,17 @@ class RoundRobinBalancer:
                 pass
             finally:
                 dst.close()
+                self._open.discard(dst)
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def _shutdown(self) -> None:
         self._server.close()
+        for w in list(self._open):  # ends both pipes of every connection (EOF), so the handlers return
+            w.transport.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
@@ -241,7 +245,8 @@ def bench_serving(cfg: PipelineConfig, base_path: Path, index_dir: Path | None, 
     }))
     index_args = ["--index", str(index_dir)] if index_dir else ["--no-retrieval"]
     res: dict = {"questions": len(bodies), "max_tokens": max_tokens, "retrieval": bool(index_dir),
-                 "store": "SQLite (embedded default)"}
+                 "store": "SQLite (embedded default)", "cpu_count": os.cpu_count(),
+                 "load_average_1m_before": round(os.getloadavg()[0], 2)}
 
     # 1. in-process generation: a bounded queue (half the clients) so the 429 path is exercised too
     max_queue = max(1, clients // 2)
@@ -251,11 +256,14 @@ def bench_serving(cfg: PipelineConfig, base_path: Path, index_dir: Path | None, 
                       str(max_queue), *index_args)
     try:
         _warm_up(replica, bodies[0])
+        # one client alone first: the latency of an answer when nothing waits
+        res["in_process_1_client"] = load_test(replica.url, bodies, 1, min(seconds, 10.0))
+        _say(log, f"    1 client: {res['in_process_1_client']}")
         res["in_process"] = {**load_test(replica.url, bodies, clients, seconds), "max_queue": max_queue,
                              "model": "SmolLM2-135M-Instruct base, int8-weights"}
     finally:
         replica.stop()
-    _say(log, f"    {res['in_process']}")
+    _say(log, f"    {clients} clients: {res['in_process']}")
 
     with UpstreamStandIn(model="slm-support") as upstream:
         args = ["--upstream-url", upstream.url, "--max-queue", str(4 * api_clients), *index_args]
@@ -283,5 +291,5 @@ def bench_serving(cfg: PipelineConfig, base_path: Path, index_dir: Path | None, 
             for r in replicas:
                 r.stop()
         _say(log, f"    {res['api_layer_2_replicas']}")
-    res["cpu_count"] = os.cpu_count()
+    res["load_average_1m_after"] = round(os.getloadavg()[0], 2)  # other work on the machine skews absolute figures
     return res

@@ -42,6 +42,7 @@ from slm_pipeline.core.grounding import Grounder
 
 from . import protocol
 from .admission import GenerationQueue
+from .batching import GroundingBatcher
 from .logs import new_request_id, request_id
 from .questions import QuestionLog
 
@@ -62,6 +63,11 @@ class ServingState:
     question_log: QuestionLog | None = None
     grounder: Grounder | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    batcher: GroundingBatcher | None = None
+
+    def __post_init__(self):
+        if self.grounder is not None and self.batcher is None:
+            self.batcher = GroundingBatcher(self.grounder)
 
 
 # ------------------------------------------------------------------------------------------- middleware
@@ -221,7 +227,7 @@ def create_app(state: ServingState) -> FastAPI:
         req = protocol.parse_chat_request(await read_json(request), state.cfg, state.model_name)
         if state.question_log is not None:
             state.question_log.submit(req.question)
-        grounded = await run_in_threadpool(state.grounder.ground, req.messages) if state.grounder else None
+        grounded = await state.batcher.ground(req.messages) if state.batcher else None
         messages = grounded.messages if grounded is not None else req.messages
         sources = grounded.sources() if grounded is not None else None
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
