@@ -137,7 +137,8 @@ def cmd_serve(args) -> int:
     configure_logging()
     overrides: dict = {"retrieval": {"enabled": False}} if args.no_retrieval else {}
     serve = {k: v for k, v in (("upstream_url", args.upstream_url), ("upstream_model", args.upstream_model),
-                               ("max_concurrent", args.max_concurrent), ("max_queue", args.max_queue))
+                               ("max_concurrent", args.max_concurrent), ("max_queue", args.max_queue),
+                               ("threads", args.threads))
              if v is not None}
     if serve:
         overrides["serve"] = serve
@@ -173,7 +174,7 @@ def cmd_bench(args) -> int:
             if getattr(args, f"skip_{name}")}
     res = run_bench(cfg, Path(args.out), skip=skip, train_tokens=args.train_tokens, prompts=args.prompts,
                     max_new_tokens=args.max_new_tokens, serving_clients=args.serving_clients,
-                    serving_seconds=args.serving_seconds)
+                    serving_seconds=args.serving_seconds, serving_threads=args.threads)
     print("\n" + markdown(res))
     print(f"\nwrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.md'}")
     return 0
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                    "else artifacts/feedback/feedback.db)")
     p.add_argument("--max-concurrent", type=int, help="generations at once (serve.max_concurrent; 0 = auto)")
     p.add_argument("--max-queue", type=int, help="requests waiting for a generation before 429 (serve.max_queue)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (serve.threads; 0 = all cores; 1 on a busy "
+                   "shared machine)")
     _retrieval_args(p)
     p.set_defaults(func=cmd_serve)
 
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=int, default=6,
                    help="prompts per inference variant (and gold questions for TTFT with vs without context)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads, also of the serving replicas (0 = torch default)")
     p.add_argument("--serving-clients", type=int, default=8,
                    help="concurrent clients of the in-process serving load test (the API-layer runs use 4x)")
     p.add_argument("--serving-seconds", type=float, default=20.0, help="seconds each serving load test runs")

@@ -63,7 +63,8 @@ def serving_rows(s: dict | None) -> list[str]:
         if not r:
             continue
         label = label.format(model=s.get("in_process", {}).get("model", ""))
-        what = f"{label}; {r['clients']} clients, {r['seconds']} s, max_tokens {s['max_tokens']}"
+        threads = f", torch threads {s['torch_threads']}" if s.get("torch_threads") else ""
+        what = f"{label}; {r['clients']} clients, {r['seconds']} s, max_tokens {s['max_tokens']}{threads}"
         lines.append(f"| serving | {what}: requests/s (completion tok/s) | {r['requests_per_s']} "
                      f"({r['completion_tokens_per_s']}) | | | |")
         lines.append(f"| serving | ↳ latency p50 / p95 ms; 429 / 503 / errors; /health p95 ms | "

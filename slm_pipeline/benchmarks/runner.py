@@ -22,7 +22,7 @@ from .training import bench_training
 
 def run_bench(cfg: PipelineConfig, out_dir: Path, *, skip: set[str] = frozenset(), train_tokens: int = 3000,
               prompts: int = 6, max_new_tokens: int = 32, base_path: Path | None = None,
-              serving_clients: int = 8, serving_seconds: float = 20.0,
+              serving_clients: int = 8, serving_seconds: float = 20.0, serving_threads: int = 0,
               log: Callable[[str], None] | None = print) -> dict:
     """Run every section not in `skip` ({'training','anonymization','inference','retrieval','serving',
     'end_to_end'}); write bench.json + bench.md into out_dir."""
@@ -67,7 +67,8 @@ def run_bench(cfg: PipelineConfig, out_dir: Path, *, skip: set[str] = frozenset(
         with tempfile.TemporaryDirectory(prefix="slm-serve-bench-") as tmp:
             index_dir = prepare_index(cfg, Path(tmp), log)[0] if cfg.retrieval.enabled else None
             return bench_serving(cfg, base_path, index_dir, Path(tmp), clients=serving_clients,
-                                 seconds=serving_seconds, max_tokens=max_new_tokens, log=log)
+                                 seconds=serving_seconds, max_tokens=max_new_tokens, threads=serving_threads,
+                                 log=log)
 
     section("serving", serving)
     section("end_to_end", end_to_end)

@@ -225,7 +225,7 @@ def _warm_up(replica: Replica, body: dict, timeout: float = 300.0) -> None:
 
 def bench_serving(cfg: PipelineConfig, base_path: Path, index_dir: Path | None, tmp_dir: Path, *,
                   clients: int = 8, api_clients: int | None = None, seconds: float = 20.0, max_tokens: int = 32,
-                  log: Callable[[str], None] | None = None) -> dict:
+                  threads: int = 0, log: Callable[[str], None] | None = None) -> dict:
     """The three scenarios in the module docstring; returns their figures."""
     from ..core.policy import load_gold
     from .upstream_standin import UpstreamStandIn
@@ -244,8 +244,10 @@ def bench_serving(cfg: PipelineConfig, base_path: Path, index_dir: Path | None, 
         "serve": {"max_tokens_limit": max(max_tokens, 64)},
     }))
     index_args = ["--index", str(index_dir)] if index_dir else ["--no-retrieval"]
+    if threads:
+        index_args += ["--threads", str(threads)]
     res: dict = {"questions": len(bodies), "max_tokens": max_tokens, "retrieval": bool(index_dir),
-                 "store": "SQLite (embedded default)", "cpu_count": os.cpu_count(),
+                 "store": "SQLite (embedded default)", "cpu_count": os.cpu_count(), "torch_threads": threads or None,
                  "load_average_1m_before": round(os.getloadavg()[0], 2)}
 
     # 1. in-process generation: a bounded queue (half the clients) so the 429 path is exercised too

@@ -83,6 +83,10 @@ def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, h
     if upstream and model_path:
         raise ValueError(f"--model {model_path} and serve.upstream_url ({upstream}) both say where answers come "
                          "from; pass one (the upstream engine loads the model itself)")
+    if cfg.serve.threads:
+        import torch
+
+        torch.set_num_threads(cfg.serve.threads)
     policy_file = cfg.path(cfg.policy_file)
     system_prompt = load_policy(policy_file).system_prompt if policy_file.exists() else None
     grounder = load_grounder(cfg, index_dir)
