@@ -13,7 +13,11 @@ alternated where practical (ABBA rounds for training, per-prompt round-robin for
 4. retrieval  search ms/query p50/p95 over the gold questions and recall@1/@3; TTFT of the base model with the
               retrieved context in the system message vs without (same questions); training tok/s of our recipe
               on retrieval-aware (RAFT) samples vs the plain ones.
-5. end-to-end per-asset step durations of the latest Dagster run recorded in DAGSTER_HOME (never runs the chain).
+5. serving    load test of `slm-pipeline serve` replicas (separate processes on loopback): N clients for a bounded
+              time -> requests/s, latency p50/p95, 429s/503s/errors, /health latency under load; one replica with
+              the SmolLM2 base in-process, one in front of an instant stand-in engine (the serve layer alone),
+              and two of those behind a round-robin balancer. Absolute figures, not ratios.
+6. end-to-end per-asset step durations of the latest Dagster run recorded in DAGSTER_HOME (never runs the chain).
 
 Results go to bench.json + bench.md. The sections live in slm_pipeline/benchmarks/ (one module each); this
 module is the entry point and re-exports them. Core helpers never import dagster (only `end_to_end` does,
@@ -43,6 +47,7 @@ from .benchmarks.retrieval import (
     raft_samples,
 )
 from .benchmarks.runner import run_bench
+from .benchmarks.serving import RoundRobinBalancer, bench_serving, load_test
 from .benchmarks.training import bench_training, bench_training_samples, naive_rows
 
 __all__ = [
@@ -50,4 +55,5 @@ __all__ = [
     "bench_inference", "bench_retrieval", "bench_search", "bench_training", "bench_training_samples",
     "current_rss_mb", "demo_samples", "end_to_end", "markdown", "matmul_peak", "naive_rows", "peak_rss_mb",
     "percentile", "prepare_index", "raft_samples", "retrieval_rows", "run_bench",
+    "RoundRobinBalancer", "bench_serving", "load_test",
 ]

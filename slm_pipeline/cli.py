@@ -129,29 +129,33 @@ def cmd_chat(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    """OpenAI-compatible HTTP API over the promoted model (or --model); feedback goes to the feedback store."""
-    import logging
-
+    """OpenAI-compatible HTTP API over the promoted model (or --model, or --upstream-url); feedback goes to the
+    feedback store (feedback.database_url, else the SQLite file)."""
     from .core.serve import build_server
+    from .core.serving.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_config(args.config, {"retrieval": {"enabled": False}} if args.no_retrieval else None)
+    configure_logging()
+    overrides: dict = {"retrieval": {"enabled": False}} if args.no_retrieval else {}
+    serve = {k: v for k, v in (("upstream_url", args.upstream_url), ("upstream_model", args.upstream_model),
+                               ("max_concurrent", args.max_concurrent), ("max_queue", args.max_queue),
+                               ("threads", args.threads))
+             if v is not None}
+    if serve:
+        overrides["serve"] = serve
+    if args.database_url:
+        overrides["feedback"] = {"database_url": args.database_url}
+    cfg = load_config(args.config, overrides)
     token = args.token or os.environ.get("SLM_SERVE_TOKEN") or None
     server = build_server(cfg, args.model, host=args.host, port=args.port, token=token, runtime=args.runtime,
                           index_dir=args.index)
     host = server.server_address[0]
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host} without a token; set SLM_SERVE_TOKEN or --token", file=sys.stderr)
-    print(f"Serving {server.engine.model_dir} ({server.engine.runtime}) as '{server.model_name}' on {server.url}/v1 "
-          f"({'bearer token required' if token else 'no token'}); Ctrl+C to stop.", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        if server.question_log:
-            server.question_log.close()
+    q = server.state.queue
+    print(f"Serving {server.backend.describe()} as '{server.model_name}' on {server.url}/v1 "
+          f"({'bearer token required' if token else 'no token'}; {q.capacity} generation(s) at once, "
+          f"{q.max_waiting} waiting; feedback store {server.store.location}); Ctrl+C to stop.", flush=True)
+    server.serve_forever()
     return 0
 
 
@@ -166,10 +170,11 @@ def cmd_bench(args) -> int:
 
     cfg = load_config(args.config)
     _dagster_home()
-    skip = {name for name in ("training", "anonymization", "inference", "retrieval", "end_to_end")
+    skip = {name for name in ("training", "anonymization", "inference", "retrieval", "serving", "end_to_end")
             if getattr(args, f"skip_{name}")}
     res = run_bench(cfg, Path(args.out), skip=skip, train_tokens=args.train_tokens, prompts=args.prompts,
-                    max_new_tokens=args.max_new_tokens)
+                    max_new_tokens=args.max_new_tokens, serving_clients=args.serving_clients,
+                    serving_seconds=args.serving_seconds, serving_threads=args.threads)
     print("\n" + markdown(res))
     print(f"\nwrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.md'}")
     return 0
@@ -216,6 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="port (default serve.port = 8000)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SLM_SERVE_TOKEN, else none)")
     p.add_argument("--runtime", choices=RUNTIMES, help="default serve.runtime (int8-weights: ~3x faster on a CPU)")
+    p.add_argument("--upstream-url", help="forward generation to this OpenAI-compatible engine, e.g. "
+                   "http://127.0.0.1:8001/v1 (vLLM, llama-server, Ollama; serve.upstream_url); API key from "
+                   "$SLM_UPSTREAM_API_KEY")
+    p.add_argument("--upstream-model", help="model name at the upstream engine (default serve.upstream_model, "
+                   "else serve.model_name)")
+    p.add_argument("--database-url", help="feedback store URL shared by replicas, e.g. "
+                   "postgresql://user@db/slm_feedback (default: feedback.database_url / $SLM_FEEDBACK_DATABASE_URL, "
+                   "else artifacts/feedback/feedback.db)")
+    p.add_argument("--max-concurrent", type=int, help="generations at once (serve.max_concurrent; 0 = auto)")
+    p.add_argument("--max-queue", type=int, help="requests waiting for a generation before 429 (serve.max_queue)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (serve.threads; 0 = all cores; 1 on a busy "
+                   "shared machine)")
     _retrieval_args(p)
     p.set_defaults(func=cmd_serve)
 
@@ -226,11 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=int, default=6,
                    help="prompts per inference variant (and gold questions for TTFT with vs without context)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    for name in ("training", "anonymization", "inference", "retrieval", "end-to-end"):
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads, also of the serving replicas (0 = torch default)")
+    p.add_argument("--serving-clients", type=int, default=8,
+                   help="concurrent clients of the in-process serving load test (the API-layer runs use 4x)")
+    p.add_argument("--serving-seconds", type=float, default=20.0, help="seconds each serving load test runs")
+    for name in ("training", "anonymization", "inference", "retrieval", "serving", "end-to-end"):
         p.add_argument(f"--skip-{name}", action="store_true", help=f"skip the {name} section" + (
             " (search latency/recall, TTFT with vs without context, training tok/s on RAFT samples)"
-            if name == "retrieval" else ""))
+            if name == "retrieval" else " (load test of `serve` replicas: requests/s, latency, 429s)"
+            if name == "serving" else ""))
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", help="print the effective settings")
@@ -239,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, OSError) as e:  # FileNotFoundError, ConnectionError (feedback store), port taken
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from slm_pipeline.bench import (
     bench_inference,
     bench_retrieval,
@@ -89,3 +91,40 @@ def test_bench_retrieval_on_tiny_index(tiny_model_dir, tiny_index, tmp_path):
     assert len(rows) == 7, md
     assert "search ms/query p50" in md and "TTFT p50 ms" in md and "RAFT vs plain" in md
     assert "| retrieval | | by flag |" in markdown({"retrieval": {"skipped": "by flag"}})
+
+
+def test_serving_load_test_and_round_robin_balancer(tmp_path):
+    """The load generator against real replicas (in front of the instant stand-in engine): counts add up, the
+    bounded queue turns clients away with 429, the balancer spreads connections, the report renders."""
+    from slm_pipeline.bench import RoundRobinBalancer, load_test, markdown
+    from slm_pipeline.benchmarks.upstream_standin import UpstreamStandIn
+    from slm_pipeline.config import ServeConfig
+    from slm_pipeline.core.feedback import FeedbackStore
+    from slm_pipeline.core.serve import ChatServer
+    from slm_pipeline.core.serving.upstream import UpstreamBackend
+
+    bodies = [{"messages": [{"role": "user", "content": f"Question {i}?"}], "max_tokens": 4} for i in range(3)]
+    with UpstreamStandIn(model="slm-support") as up:
+        up.hold()  # a slow engine: requests overlap, so the queue (2 running, none waiting) fills
+        releaser = threading.Timer(0.5, up.release)
+        releaser.start()
+        servers = [ChatServer(UpstreamBackend(up.url, "slm-support"), FeedbackStore(tmp_path / "fb.db"),
+                              ServeConfig(max_concurrent=2, max_queue=0), host="127.0.0.1", port=0).start()
+                   for _ in range(2)]
+        try:
+            one = load_test(servers[0].url, bodies, clients=4, seconds=1.5)
+            balancer = RoundRobinBalancer([s.url for s in servers])
+            two = load_test(balancer.url, bodies, clients=4, seconds=1.5)
+            balancer.close()
+        finally:
+            for s in servers:
+                s.close()
+    assert one["requests_ok"] > 0 and one["errors"] == two["errors"] == 0 and one["rejected_429"] > 0
+    assert one["latency_ms_p50"] <= one["latency_ms_p95"] <= one["latency_ms_max"]
+    assert one["health_ms_p95"] is not None and one["requests_per_s"] > 0
+    assert two["requests_ok"] > 0 and sum(balancer.connections) == 5 and min(balancer.connections) >= 2  # 4 + prober
+    store = FeedbackStore(tmp_path / "fb.db")  # both replicas wrote into the one store
+    assert store.stats()["completions"] == one["requests_ok"] + two["requests_ok"]
+    text = markdown({"serving": {"max_tokens": 4, "cpu_count": 2, "api_layer_1_replica": one,
+                                 "api_layer_2_replicas": two}})
+    assert "| serving | 2 replicas vs 1" in text and f"| {one['requests_per_s']} (" in text

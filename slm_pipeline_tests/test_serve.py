@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 
 import dagster as dg
 import pytest
@@ -36,14 +35,11 @@ def api(tmp_path_factory, tiny_model_dir):
         "retrieval": {"enabled": False},  # closed-book here; rag_api below serves with retrieval
     }))
     cfg = load_config(config)
-    server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, token=TOKEN)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+    server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, token=TOKEN).start()
     try:
         yield {"server": server, "cfg": cfg, "config": config, "port": server.server_address[1]}
     finally:
         server.close()
-        thread.join(TIMEOUT)
 
 
 def call(api, method: str, path: str, body=None, token: str | None = TOKEN, raw: bytes | None = None,
@@ -254,9 +250,7 @@ def test_gguf_is_served_by_llama_cpp_over_http(tmp_path, tiny_model_dir):
     assert last.completion_tokens == 6 and last.finish_reason == "length"
 
     store = FeedbackStore(feedback_db_path(tmp_path / "artifacts"))
-    server = ChatServer(engine, store, ServeConfig(port=0, max_tokens_limit=16), host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+    server = ChatServer(engine, store, ServeConfig(port=0, max_tokens_limit=16), host="127.0.0.1", port=0).start()
     try:
         api = {"port": server.server_address[1]}
         status, doc, _ = call(api, "POST", "/v1/chat/completions", {"messages": messages, "max_tokens": 6}, token=None)
@@ -266,7 +260,6 @@ def test_gguf_is_served_by_llama_cpp_over_http(tmp_path, tiny_model_dir):
         assert_error(status, doc, 400, "context window")
     finally:
         server.close()
-        thread.join(TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -279,14 +272,11 @@ def rag_api(tmp_path_factory, tiny_model_dir, tiny_index):
         "retrieval": {"k": 2, "min_score": 0.25},
     }))
     cfg = load_config(config)
-    server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, index_dir=tiny_index)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+    server = build_server(cfg, tiny_model_dir, host="127.0.0.1", port=0, index_dir=tiny_index).start()
     try:
         yield {"server": server, "cfg": cfg, "port": server.server_address[1]}
     finally:
         server.close()
-        thread.join(TIMEOUT)
 
 
 def test_answers_are_grounded_and_carry_their_sources(rag_api):

@@ -47,6 +47,40 @@ def retrieval_rows(r: dict | None) -> list[str]:
     return lines
 
 
+def serving_rows(s: dict | None) -> list[str]:
+    """Rows of the serving load test (benchmarks/serving.py): one line of figures per scenario."""
+    if not s:
+        return []
+    if "in_process" not in s and "api_layer_1_replica" not in s:
+        return [f"| serving | | {s.get('skipped', s.get('error', '-'))} | | | |"]
+    names = {"in_process_1_client": "1 replica, in-process {model}, one client alone",
+             "in_process": "1 replica, in-process {model}", "api_layer_1_replica":
+             "1 replica, instant stand-in upstream engine (the serve layer alone)", "api_layer_2_replicas":
+             "2 replicas behind a round-robin TCP balancer, same stand-in"}
+    lines = []
+    for key, label in names.items():
+        r = s.get(key)
+        if not r:
+            continue
+        label = label.format(model=s.get("in_process", {}).get("model", ""))
+        threads = f", torch threads {s['torch_threads']}" if s.get("torch_threads") else ""
+        what = f"{label}; {r['clients']} clients, {r['seconds']} s, max_tokens {s['max_tokens']}{threads}"
+        lines.append(f"| serving | {what}: requests/s (completion tok/s) | {r['requests_per_s']} "
+                     f"({r['completion_tokens_per_s']}) | | | |")
+        lines.append(f"| serving | ↳ latency p50 / p95 ms; 429 / 503 / errors; /health p95 ms | "
+                     f"{_v(r['latency_ms_p50'])} / {_v(r['latency_ms_p95'])}; {r['rejected_429']} / "
+                     f"{r['busy_503']} / {r['errors']}; {_v(r['health_ms_p95'])} | | | |")
+    if s.get("load_average_1m_before") is not None:
+        lines.append(f"| serving | machine load average (1 min) before / after the load tests | "
+                     f"{s['load_average_1m_before']} / {s.get('load_average_1m_after', '-')} | | | |")
+    one, two = s.get("api_layer_1_replica"), s.get("api_layer_2_replicas")
+    if one and two and one.get("requests_per_s"):
+        lines.append(f"| serving | 2 replicas vs 1, requests/s ({s.get('cpu_count')} CPUs shared with the load "
+                     f"generator) | {two['requests_per_s']} | {one['requests_per_s']} | "
+                     f"{round(two['requests_per_s'] / one['requests_per_s'], 2)}x | |")
+    return lines
+
+
 def markdown(res: dict) -> str:
     lines = ["# slm-pipeline bench", ""]
     m = res.get("machine", {})
@@ -108,6 +142,7 @@ def markdown(res: dict) -> str:
     elif inf:
         lines.append(f"| inference | | {inf.get('skipped', inf.get('error', '-'))} | | | |")
     lines += retrieval_rows(res.get("retrieval"))
+    lines += serving_rows(res.get("serving"))
     e = res.get("end_to_end")
     if e:
         if e.get("status") in ("ok", "partial"):

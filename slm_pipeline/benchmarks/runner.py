@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +22,16 @@ from .training import bench_training
 
 def run_bench(cfg: PipelineConfig, out_dir: Path, *, skip: set[str] = frozenset(), train_tokens: int = 3000,
               prompts: int = 6, max_new_tokens: int = 32, base_path: Path | None = None,
+              serving_clients: int = 8, serving_seconds: float = 20.0, serving_threads: int = 0,
               log: Callable[[str], None] | None = print) -> dict:
-    """Run every section not in `skip` ({'training','anonymization','inference','retrieval','end_to_end'});
-    write bench.json + bench.md into out_dir."""
+    """Run every section not in `skip` ({'training','anonymization','inference','retrieval','serving',
+    'end_to_end'}); write bench.json + bench.md into out_dir."""
     from ..core.models import resolve_base_model
 
     t_start = time.perf_counter()
     res: dict = {"machine": matmul_peak(), "torch": torch.__version__}
     _say(log, f"matmul peak: {res['machine']}")
-    if {"training", "inference", "retrieval"} - set(skip) and base_path is None:
+    if {"training", "inference", "retrieval", "serving"} - set(skip) and base_path is None:
         base_path = resolve_base_model(cfg.base_model, cfg.path(cfg.artifacts_dir) / "base_model").path
     samples, records, system_prompt = demo_samples(cfg)
 
@@ -57,6 +59,18 @@ def run_bench(cfg: PipelineConfig, out_dir: Path, *, skip: set[str] = frozenset(
     section("retrieval", lambda: bench_retrieval(cfg, base_path, samples, prompts=prompts,
                                                  max_new_tokens=min(max_new_tokens, 4), train_tokens=train_tokens,
                                                  log=log))
+
+    def serving() -> dict:
+        from .retrieval import prepare_index
+        from .serving import bench_serving
+
+        with tempfile.TemporaryDirectory(prefix="slm-serve-bench-") as tmp:
+            index_dir = prepare_index(cfg, Path(tmp), log)[0] if cfg.retrieval.enabled else None
+            return bench_serving(cfg, base_path, index_dir, Path(tmp), clients=serving_clients,
+                                 seconds=serving_seconds, max_tokens=max_new_tokens, threads=serving_threads,
+                                 log=log)
+
+    section("serving", serving)
     section("end_to_end", end_to_end)
     res["process_peak_rss_mb"] = round(peak_rss_mb(), 0)
     res["wall_s"] = round(time.perf_counter() - t_start, 1)

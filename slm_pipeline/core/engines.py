@@ -1,7 +1,7 @@
 """Chat engines: a model folder run by transformers (`ChatEngine`) or a GGUF file run by llama.cpp
 (`LlamaCppChatEngine`), with one interface: `generate` / `stream` a chat, optionally forbidding the answer's
 first token (grounding's refusal calibration). `ApiError` is what they raise for a bad request (the HTTP layer in
-serve.py answers it). Never imports dagster.
+core/serving/ answers it). Never imports dagster.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ class ApiError(Exception):
     """An error answered to the client as `{"error": {...}}` with an HTTP status."""
 
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None):
+                 param: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.headers = dict(headers or {})  # e.g. Retry-After on 429/503
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}

@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.artifacts import sha256_file, sha256_json
-from ..core.feedback import FeedbackStore, feedback_db_path
+from ..core.feedback import feedback_store_location, open_feedback_store
 from .resources import PipelineSettings
 
 SENSOR_INTERVAL_S = 60
@@ -49,20 +49,22 @@ quarterly_retrain_schedule = dg.ScheduleDefinition(
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests a retrain once feedback.min_negative new negative ratings or corrections arrived in "
-    "the feedback store (<artifacts_dir>/feedback/feedback.db, written by `slm-pipeline serve`).",
+    "the feedback store written by `slm-pipeline serve` (feedback.database_url, shared by every replica; else "
+    "<artifacts_dir>/feedback/feedback.db).",
 )
 def feedback_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
     cfg = settings.load()
-    db = feedback_db_path(cfg.path(cfg.artifacts_dir))
-    store = FeedbackStore.open_existing(db, cfg.feedback.negative_max_stars)
+    store = open_feedback_store(cfg, create=False)
     if store is None:
-        return dg.SensorResult(skip_reason=f"no feedback store yet ({db})")
-    cursor = int(context.cursor or 0)
-    need = cfg.feedback.min_negative
-    n = store.count_negative_since(cursor)
-    if n < need:
-        return dg.SensorResult(skip_reason=f"{n} of {need} negative ratings/corrections since feedback id {cursor}")
-    rows = store.new_feedback_since(cursor)
+        return dg.SensorResult(skip_reason=f"no feedback store yet ({feedback_store_location(cfg)})")
+    with store:
+        cursor = int(context.cursor or 0)
+        need = cfg.feedback.min_negative
+        n = store.count_negative_since(cursor)
+        if n < need:
+            return dg.SensorResult(
+                skip_reason=f"{n} of {need} negative ratings/corrections since feedback id {cursor}")
+        rows = store.new_feedback_since(cursor)
     first, last = rows[0]["id"], rows[-1]["id"]
     corrections = sum(r["correction"] is not None for r in rows)
     context.log.info(f"feedback {first}..{last}: {n} negative ratings/corrections (>= {need}); requesting a retrain")
