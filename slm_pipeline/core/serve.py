@@ -53,6 +53,7 @@ from slm_pipeline.core.engines import (  # noqa: F401 - engines are re-exported 
 )
 from slm_pipeline.core.feedback import FeedbackError, FeedbackStore, UnknownCompletionError, feedback_db_path
 from slm_pipeline.core.grounding import Grounder, load_grounder
+from slm_pipeline.core.promotion import promoted_model_path  # the pointer lives in one module
 
 __all__ = [
     "ApiError",
@@ -70,20 +71,6 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 DRAIN_LIMIT = 8 * 2**20  # bodies we refuse are still read (up to this size) so the client sees our answer
 
 
-def promoted_model_path(cfg: PipelineConfig, variant: str | None = None) -> Path:
-    """The promoted model folder: `<artifacts_dir>/promoted.json` -> variants[variant] (default serve.variant)."""
-    variant = variant or cfg.serve.variant
-    pointer = cfg.path(cfg.artifacts_dir) / "promoted.json"
-    if not pointer.exists():
-        raise FileNotFoundError(
-            f"no promoted model yet ({pointer} does not exist): a model is promoted when eval_report's gate passes. "
-            "Run the pipeline, or serve a folder explicitly with `slm-pipeline serve --model PATH`."
-        )
-    variants = json.loads(pointer.read_text()).get("variants") or {}
-    if variant not in variants:
-        raise ValueError(f"{pointer} has no variant {variant!r} (it has: {', '.join(sorted(variants)) or 'none'}); "
-                         "set serve.variant or pass --model PATH")
-    return Path(variants[variant])
 
 
 # ------------------------------------------------------------------------------------------- question log

@@ -6,16 +6,17 @@ Independent of the training chain: it only reads the feedback store written by `
 
 import dagster as dg
 
+from ..core.artifacts import sha256_json
 from ..core.feedback import FeedbackStore, feedback_db_path
 from .resources import PipelineSettings, md_table, numbers
+from .stage import pipeline_asset, versioned_output
 
 GROUP = "monitoring"
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"sqlite"},
-    code_version="1",
     owners=["team:ml"],
     description="The most common user questions asked to the serving API (anonymized with Presidio before they "
     "are stored) and feedback counts, from <artifacts_dir>/feedback/feedback.db. Cheap; does not depend on the "
@@ -32,9 +33,9 @@ def serving_questions(context: dg.AssetExecutionContext, settings: PipelineSetti
         top, stats = store.top_questions(cfg.feedback.top_questions), store.stats()
     rows = [{"rank": i, "count": q["count"], "question": q["question"][:200], "last seen": q["last_seen"]}
             for i, q in enumerate(top, 1)]
-    return dg.Output(
-        {"db": str(db), "top_questions": top, "stats": stats},
-        metadata={
+    return versioned_output(
+        {"db": str(db), "top_questions": top, "stats": stats}, sha256_json([top, stats])[:12],
+        {
             "artifact_dir": dg.MetadataValue.path(str(db)),
             **numbers("", stats),
             "top_questions": md_table(rows, ["rank", "count", "question", "last seen"]),

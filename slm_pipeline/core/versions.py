@@ -1,0 +1,142 @@
+"""Code versions derived from the code itself, never maintained by hand.
+
+`code_version(fn)` hashes the source of `fn` and of every module under `package` (default `slm_pipeline.core`)
+that `fn` uses, directly or through their imports (module-level or inside functions), plus the data files
+shipped inside those packages (e.g. a lexicon YAML). Each module counts by its syntax tree without
+docstrings, so editing a comment, a docstring or the formatting keeps the version; changing what the code does
+changes it. Settings are not code here: they are versioned by their values (config.py is outside `package`).
+
+An asset's own work lives in core/; the asset function itself (decorators aside) counts too. This module never
+imports dagster.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["code_version", "code_modules"]
+
+DEFAULT_PACKAGE = "slm_pipeline.core"
+
+
+def code_version(fn: Callable, package: str = DEFAULT_PACKAGE) -> str:
+    """12 hex digits: `fn`'s normalized source + every module of `package` it reaches + their data files."""
+    h = hashlib.sha256()
+    h.update(_normalized(_function_tree(fn)).encode())
+    for name, path in code_modules(fn, package):
+        st = path.stat()
+        h.update(f"\0{name}\0{_file_digest(str(path), st.st_mtime_ns, st.st_size)}".encode())
+    return h.hexdigest()[:12]
+
+
+def code_modules(fn: Callable, package: str = DEFAULT_PACKAGE) -> list[tuple[str, Path]]:
+    """(module name or data-file name, path) of everything under `package` that `fn` depends on, sorted."""
+    base = fn.__module__.rpartition(".")[0]  # imports inside fn resolve against its module's package
+    roots = set(_imports(_function_tree(fn), base))
+    for node in ast.walk(_function_tree(fn)):  # names bound at module level: imported functions and modules
+        if isinstance(node, ast.Name) and node.id in fn.__globals__:
+            obj = fn.__globals__[node.id]
+            roots.add(obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None) or "")
+    seen: dict[str, Path] = {}
+    todo = [r for r in roots if _within(r, package)]
+    while todo:
+        name = todo.pop()
+        if name in seen or (path := _module_file(name)) is None:
+            continue
+        seen[name] = path
+        own = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        st = path.stat()
+        tree = _module_tree(str(path), st.st_mtime_ns, st.st_size)
+        todo += [m for m in _imports(tree, own) if _within(m, package) and m not in seen]
+    files = dict(seen)
+    for name, path in seen.items():
+        if path.name == "__init__.py":  # data shipped inside the package (lexicons, templates)
+            files.update({f"{name}/{p.relative_to(path.parent).as_posix()}": p for p in _data_files(path.parent)})
+    return sorted(files.items())
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of module `name`, found from its top-level package's folder (nothing is imported)."""
+    top = sys.modules.get(name.split(".")[0])
+    if top is None or not getattr(top, "__file__", None):
+        return None
+    folder = Path(top.__file__).parent.joinpath(*name.split(".")[1:])
+    for candidate in (folder / "__init__.py", folder.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(tree: ast.AST, package: str) -> Iterator[str]:
+    """Absolute names of the modules a tree imports; `from x import y` also yields x.y (y may be a module)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                mod = f"{parent}.{node.module}" if node.module else parent
+            else:
+                mod = node.module or ""
+            yield mod
+            yield from (f"{mod}.{a.name}" for a in node.names if a.name != "*")
+
+
+def _function_tree(fn: Callable) -> ast.AST:
+    fn = inspect.unwrap(fn)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            node.decorator_list = []  # the decorator carries descriptions and tags, not behaviour
+            break
+    return tree
+
+
+@lru_cache(maxsize=512)
+def _module_tree(path: str, mtime_ns: int, size: int) -> ast.AST:
+    """Parsed module, cached per (path, mtime, size); callers only read it."""
+    return ast.parse(Path(path).read_text(encoding="utf-8"))
+
+
+def _normalized(tree: ast.AST) -> str:
+    """The tree without docstrings, as a string: comments and formatting never reach the AST."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+@lru_cache(maxsize=1024)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """Digest of one file; cached per (path, mtime, size) so a process hashes each file once."""
+    p = Path(path)
+    if p.suffix == ".py":
+        text = _normalized(ast.parse(p.read_text(encoding="utf-8")))
+        return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _data_files(folder: Path) -> list[Path]:
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).parts
+        if (p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in rel
+                and not any(part.startswith(".") for part in rel)):
+            out.append(p)
+    return out
+
