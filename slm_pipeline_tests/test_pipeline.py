@@ -155,6 +155,25 @@ def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_
     assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
 
 
+def test_cli_reports_a_failed_blocking_check_and_what_it_held_back(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """No special case per check: the CLI prints any failed blocking check's verdict and what did not run."""
+    from slm_pipeline.cli import EXIT_BLOCKED, main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    corpus = planted_corpus(tmp_path / "corpus")
+    canaries = tmp_path / "canaries.yaml"  # "Day Pass" is no PII, so it survives: a planted leak
+    canaries.write_text("canaries:\n  - {type: PERSON, value: Day Pass}\n")
+    cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=corpus, anonymize={"canaries_file": str(canaries)})
+    code = main(["--config", str(cfg), "run", "--log-level", "WARNING",
+                 "--select", "key:raw_corpus or key:anonymized_corpus or key:retrieval_index"])
+    out = capsys.readouterr().out
+    assert code == EXIT_BLOCKED, out
+    assert re.search(r"check anonymized_corpus_no_pii_leak\s+FAILED", out)
+    assert "PII leak check failed: 1 value(s) survived anonymization" in out and "canary" in out
+    assert "Not materialized (a blocking check stopped them): retrieval_index" in out
+    assert not (tmp_path / "artifacts" / "retrieval_index").exists()
+
+
 def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys):
     from slm_pipeline.cli import EXIT_BLOCKED, main
 

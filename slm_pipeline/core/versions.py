@@ -31,16 +31,15 @@ def code_version(fn: Callable, package: str = DEFAULT_PACKAGE) -> str:
     h = hashlib.sha256()
     h.update(_normalized(_function_tree(fn)).encode())
     for name, path in code_modules(fn, package):
-        st = path.stat()
-        h.update(f"\0{name}\0{_file_digest(str(path), st.st_mtime_ns, st.st_size)}".encode())
+        h.update(f"\0{name}\0{_file_info(path)[1]}".encode())
     return h.hexdigest()[:12]
 
 
 def code_modules(fn: Callable, package: str = DEFAULT_PACKAGE) -> list[tuple[str, Path]]:
     """(module name or data-file name, path) of everything under `package` that `fn` depends on, sorted."""
-    base = fn.__module__.rpartition(".")[0]  # imports inside fn resolve against its module's package
-    roots = set(_imports(_function_tree(fn), base))
-    for node in ast.walk(_function_tree(fn)):  # names bound at module level: imported functions and modules
+    tree = _function_tree(fn)
+    roots = set(_imports(tree, fn.__module__.rpartition(".")[0]))  # imports inside fn: relative to its package
+    for node in ast.walk(tree):  # names bound at module level: imported functions and modules
         if isinstance(node, ast.Name) and node.id in fn.__globals__:
             obj = fn.__globals__[node.id]
             roots.add(obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None) or "")
@@ -52,9 +51,7 @@ def code_modules(fn: Callable, package: str = DEFAULT_PACKAGE) -> list[tuple[str
             continue
         seen[name] = path
         own = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        st = path.stat()
-        tree = _module_tree(str(path), st.st_mtime_ns, st.st_size)
-        todo += [m for m in _imports(tree, own) if _within(m, package) and m not in seen]
+        todo += [m for m in _resolve(_file_info(path)[0], own) if _within(m, package) and m not in seen]
     files = dict(seen)
     for name, path in seen.items():
         if path.name == "__init__.py":  # data shipped inside the package (lexicons, templates)
@@ -78,20 +75,32 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(tree: ast.AST, package: str) -> Iterator[str]:
-    """Absolute names of the modules a tree imports; `from x import y` also yields x.y (y may be a module)."""
-    for node in ast.walk(tree):
+ImportRef = tuple[int, str, tuple[str, ...]]  # (relative level, module, imported names)
+
+
+def _import_refs(tree: ast.AST) -> list[ImportRef]:
+    refs = []
+    for node in ast.walk(tree):  # module level and inside functions (lazy imports) alike
         if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
+            refs += [(0, a.name, ()) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                parent = ".".join(parts[: len(parts) - node.level + 1])
-                mod = f"{parent}.{node.module}" if node.module else parent
-            else:
-                mod = node.module or ""
-            yield mod
-            yield from (f"{mod}.{a.name}" for a in node.names if a.name != "*")
+            refs.append((node.level, node.module or "", tuple(a.name for a in node.names if a.name != "*")))
+    return refs
+
+
+def _resolve(refs: list[ImportRef], package: str) -> Iterator[str]:
+    """Absolute module names; `from x import y` also yields x.y (y may be a module)."""
+    for level, module, names in refs:
+        if level:
+            parts = package.split(".")
+            parent = ".".join(parts[: len(parts) - level + 1])
+            module = f"{parent}.{module}" if module else parent
+        yield module
+        yield from (f"{module}.{n}" for n in names)
+
+
+def _imports(tree: ast.AST, package: str) -> list[str]:
+    return list(_resolve(_import_refs(tree), package))
 
 
 def _function_tree(fn: Callable) -> ast.AST:
@@ -102,12 +111,6 @@ def _function_tree(fn: Callable) -> ast.AST:
             node.decorator_list = []  # the decorator carries descriptions and tags, not behaviour
             break
     return tree
-
-
-@lru_cache(maxsize=512)
-def _module_tree(path: str, mtime_ns: int, size: int) -> ast.AST:
-    """Parsed module, cached per (path, mtime, size); callers only read it."""
-    return ast.parse(Path(path).read_text(encoding="utf-8"))
 
 
 def _normalized(tree: ast.AST) -> str:
@@ -121,14 +124,20 @@ def _normalized(tree: ast.AST) -> str:
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
+def _file_info(path: Path) -> tuple[list[ImportRef], str]:
+    st = path.stat()
+    return _file_info_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
 @lru_cache(maxsize=1024)
-def _file_digest(path: str, mtime_ns: int, size: int) -> str:
-    """Digest of one file; cached per (path, mtime, size) so a process hashes each file once."""
+def _file_info_cached(path: str, mtime_ns: int, size: int) -> tuple[list[ImportRef], str]:
+    """(imports, digest) of one file, parsed once per (path, mtime, size) in a process."""
     p = Path(path)
-    if p.suffix == ".py":
-        text = _normalized(ast.parse(p.read_text(encoding="utf-8")))
-        return hashlib.sha256(text.encode()).hexdigest()
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    if p.suffix != ".py":
+        return [], hashlib.sha256(p.read_bytes()).hexdigest()
+    tree = ast.parse(p.read_text(encoding="utf-8"))
+    refs = _import_refs(tree)
+    return refs, hashlib.sha256(_normalized(tree).encode()).hexdigest()
 
 
 def _data_files(folder: Path) -> list[Path]:
@@ -139,4 +148,3 @@ def _data_files(folder: Path) -> list[Path]:
                 and not any(part.startswith(".") for part in rel)):
             out.append(p)
     return out
-
