@@ -44,9 +44,10 @@ def test_code_version_follows_the_code_it_uses_not_comments_or_other_modules(tmp
     _write(pkg / "core" / "lex" / "__init__.py", "WORDS = ['a']\n")
     _write(pkg / "core" / "lex" / "words.yaml", "- bike\n")
     _write(pkg / "core" / "unused.py", "X = 1\n")
-    _write(pkg / "defs.py", "from .core.a import run\n\n\ndef asset_fn():\n    return run()\n")
+    defs_py = "from .core.a import run\n\n\ndef _twice():\n    return 2 * run()\n\n\ndef asset_fn():\n    return _twice()\n"
+    _write(pkg / "defs.py", defs_py)
     monkeypatch.syspath_prepend(str(tmp_path))
-    from verpkg.defs import asset_fn  # noqa: PLC0415 - the package is written by this test
+    from verpkg.defs import asset_fn  # written by this test
 
     def version():
         return code_version(asset_fn, package="verpkg.core")
@@ -63,7 +64,13 @@ def test_code_version_follows_the_code_it_uses_not_comments_or_other_modules(tmp
     v1 = version()
     assert v1 != v0  # a transitively imported module changed what it computes
     _write(pkg / "core" / "lex" / "words.yaml", "- bicycle\n")
-    assert version() not in (v0, v1)  # data shipped in a package it imports
+    v2 = version()
+    assert v2 not in (v0, v1)  # data shipped in a package it imports
+    _write(pkg / "defs.py", defs_py.replace("2 * run()", "3 * run()"))  # a helper beside the asset function
+    for name in [m for m in sys.modules if m.startswith("verpkg")]:
+        del sys.modules[name]
+    from verpkg.defs import asset_fn
+    assert version() not in (v0, v1, v2)
     for name in [m for m in sys.modules if m.startswith("verpkg")]:
         del sys.modules[name]
 

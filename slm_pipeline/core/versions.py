@@ -29,7 +29,8 @@ DEFAULT_PACKAGE = "slm_pipeline.core"
 def code_version(fn: Callable, package: str = DEFAULT_PACKAGE) -> str:
     """12 hex digits: `fn`'s normalized source + every module of `package` it reaches + their data files."""
     h = hashlib.sha256()
-    h.update(_normalized(_function_tree(fn)).encode())
+    for helper in _local_code(fn):
+        h.update(_normalized(_source_tree(helper)).encode())
     for name, path in code_modules(fn, package):
         h.update(f"\0{name}\0{_file_info(path)[1]}".encode())
     return h.hexdigest()[:12]
@@ -37,11 +38,11 @@ def code_version(fn: Callable, package: str = DEFAULT_PACKAGE) -> str:
 
 def code_modules(fn: Callable, package: str = DEFAULT_PACKAGE) -> list[tuple[str, Path]]:
     """(module name or data-file name, path) of everything under `package` that `fn` depends on, sorted."""
-    tree = _function_tree(fn)
-    roots = set(_imports(tree, fn.__module__.rpartition(".")[0]))  # imports inside fn: relative to its package
-    for node in ast.walk(tree):  # names bound at module level: imported functions and modules
-        if isinstance(node, ast.Name) and node.id in fn.__globals__:
-            obj = fn.__globals__[node.id]
+    roots: set[str] = set()
+    for helper in _local_code(fn):
+        tree = _source_tree(helper)
+        roots.update(_imports(tree, helper.__module__.rpartition(".")[0]))  # imports inside it, relative to its package
+        for obj in _global_refs(helper, tree):  # imported functions, classes and modules
             roots.add(obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None) or "")
     seen: dict[str, Path] = {}
     todo = [r for r in roots if _within(r, package)]
@@ -57,6 +58,26 @@ def code_modules(fn: Callable, package: str = DEFAULT_PACKAGE) -> list[tuple[str
         if path.name == "__init__.py":  # data shipped inside the package (lexicons, templates)
             files.update({f"{name}/{p.relative_to(path.parent).as_posix()}": p for p in _data_files(path.parent)})
     return sorted(files.items())
+
+
+def _global_refs(fn: Callable, tree: ast.AST) -> list:
+    """The module-level objects `fn`'s code names."""
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return [fn.__globals__[n] for n in sorted(names) if n in getattr(fn, "__globals__", {})]
+
+
+def _local_code(fn: Callable) -> list:
+    """`fn` and the functions and classes of its own module it uses, directly or through each other."""
+    fn = inspect.unwrap(fn)
+    found, todo = [fn], [fn]
+    while todo:
+        current = todo.pop()
+        for obj in _global_refs(current, _source_tree(current)):
+            if ((inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == fn.__module__
+                    and obj not in found):
+                found.append(obj)
+                todo.append(obj)
+    return found
 
 
 def _within(name: str, package: str) -> bool:
@@ -103,13 +124,13 @@ def _imports(tree: ast.AST, package: str) -> list[str]:
     return list(_resolve(_import_refs(tree), package))
 
 
-def _function_tree(fn: Callable) -> ast.AST:
-    fn = inspect.unwrap(fn)
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            node.decorator_list = []  # the decorator carries descriptions and tags, not behaviour
-            break
+def _source_tree(obj) -> ast.AST:
+    """Parsed source of a function or class, without its decorators (descriptions and tags, not behaviour)."""
+    obj = inspect.unwrap(obj)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    for node in tree.body[:1]:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            node.decorator_list = []
     return tree
 
 

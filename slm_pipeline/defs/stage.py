@@ -11,8 +11,8 @@
   and the core modules it uses. Dagster marks the asset stale when it changes.
 - A version is input-addressed (`stage.version(...)`: code version + upstream versions + settings + other
   inputs' content) or content-addressed (`stage.folder(content=[...])`: a hash of the files written). Either
-  way it is also the Dagster data version (`stage.output`), so an upstream whose data changed marks everything
-  below it stale in the UI, and one that re-materialized to the same content does not.
+  way it is also the Dagster data version (`stage.output`), so an upstream whose data changed marks the assets
+  that read it stale in the UI, and one that re-materialized to the same content does not.
 """
 
 from __future__ import annotations
