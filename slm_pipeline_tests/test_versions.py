@@ -264,3 +264,37 @@ def test_crash_mid_training_resumes_from_the_last_checkpoint(tmp_path, tiny_mode
     assert meta["resumed_from"].endswith(f"{version}/checkpoint-2") and meta["steps"] == 4
     assert data_versions(instance)["lora_adapter"] == version
     assert (root / version / "adapter_model.safetensors").exists()
+
+
+def test_promoted_model_promotes_only_what_a_passing_gate_judged(tmp_path):
+    """The asset alone (direct invocation): it refuses a failed verdict and a verdict on other versions."""
+    from slm_pipeline.core.promotion import read_promotion
+    from slm_pipeline.defs.delivery import NotPromotedError, promoted_model
+    from slm_pipeline.defs.handles import EvalReport, QuantizedModel, RetrievalIndex
+    from slm_pipeline.defs.resources import PipelineSettings
+
+    cfg = tmp_path / "slm_pipeline.yaml"
+    cfg.write_text(f"artifacts_dir: {tmp_path / 'artifacts'}\n")
+    settings = PipelineSettings(config_file=str(cfg))
+    quantized = QuantizedModel(tmp_path / "q1", "q1", variants={"merged": tmp_path / "q1" / "merged"})
+    index = RetrievalIndex(tmp_path / "i1", "i1")
+    verdict = EvalReport(tmp_path / "e1", "e1", gate_passed=True, gate_reasons=("PASS all",), candidate="merged+rag",
+                         retrieval=True, quantized_model="q1", retrieval_index="i1")
+
+    def promote(report, model=quantized):
+        return promoted_model(context=dg.build_asset_context(), settings=settings, eval_report=report,
+                              quantized_model=model, retrieval_index=index)
+
+    out = promote(verdict)
+    record = read_promotion(tmp_path / "artifacts")
+    assert record["variants"] == {"merged": str(tmp_path / "q1" / "merged")}
+    assert record["retrieval_index"] == str(tmp_path / "i1") and record["version"] == out.value.version
+    assert (tmp_path / "artifacts" / "promoted_model" / out.value.version / "promoted.json").exists()
+    other = QuantizedModel(tmp_path / "q2", "q2", variants={"merged": tmp_path / "q2" / "merged"})
+    with pytest.raises(NotPromotedError, match="judged quantized_model q1"):
+        promote(verdict, other)  # quantized_model re-materialized since eval_report judged it
+    failed = EvalReport(tmp_path / "e2", "e2", gate_passed=False, gate_reasons=("FAIL key_fact_accuracy",),
+                        retrieval=True, quantized_model="q2", retrieval_index="i1")
+    with pytest.raises(NotPromotedError, match=f"promoted model stays {record['version']}"):
+        promote(failed, other)
+    assert read_promotion(tmp_path / "artifacts") == record

@@ -139,7 +139,8 @@ def eval_report(
     charts = result.paths.get("charts") or {}
     return stage.output(
         EvalReport(out, version, gate_passed=result.gate.passed, gate_reasons=tuple(result.gate.reasons),
-                   candidate=candidate, retrieval=use_rag),
+                   candidate=candidate, retrieval=use_rag, quantized_model=quantized_model.version,
+                   retrieval_index=retrieval_index.version if use_rag else None),
         {
             "report_html": dg.MetadataValue.path(str(result.paths["report_html"])),
             "grading_sheet": dg.MetadataValue.path(str(result.paths["grading_sheet"])),
@@ -187,6 +188,12 @@ def promoted_model(
             f"eval_report {eval_report.version} did not pass the promotion gate, so it is not promoted (the "
             f"promoted model stays {current['version'] if current else 'none'}):\n" + "\n".join(eval_report.gate_reasons))
     index = retrieval_index.dir if eval_report.retrieval else None
+    judged = (eval_report.quantized_model, eval_report.retrieval_index)
+    if judged != (quantized_model.version, retrieval_index.version if index else None):
+        raise NotPromotedError(
+            f"eval_report {eval_report.version} judged quantized_model {judged[0]} and retrieval_index {judged[1]}, "
+            f"but the current ones are {quantized_model.version} and {retrieval_index.version if index else None}; "
+            "materialize eval_report (and its promotion gate) for them first")
     version = stage.version(eval_report.version, quantized_model.version, retrieval_index.version if index else None)
     record = {"version": version, "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "eval_report": str(eval_report.dir), "quantized_model": str(quantized_model.dir),

@@ -89,6 +89,8 @@ class EvalReport(Artifact):
     gate_reasons: tuple[str, ...] = ()
     candidate: str = "merged"
     retrieval: bool = False  # whether the candidate answered with retrieved context
+    quantized_model: str = ""  # the versions it judged: only they may be promoted on its verdict
+    retrieval_index: str | None = None
 
     @property
     def report(self) -> Path:
