@@ -11,6 +11,10 @@ from pathlib import Path
 
 from .config import PROJECT_ROOT, RUNTIMES, ConfigError, load_config
 
+# `slm-pipeline run` exit status when every step that ran succeeded but a blocking check (the PII-leak check,
+# the promotion gate) stopped the assets below it; 1 means a step failed with an error.
+EXIT_BLOCKED = 3
+
 
 def _dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
@@ -45,40 +49,41 @@ def cmd_run(args) -> int:
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], executor=dg.in_process_executor,
         resources={"settings": PipelineSettings(config_file=args.config, overrides_json=args.overrides or "{}")},
     )
-    result = run_defs.resolve_job_def("cli_run").execute_in_process(
+    job_def = run_defs.resolve_job_def("cli_run")
+    result = job_def.execute_in_process(
         instance=dg.DagsterInstance.get(), raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
     )
     print(f"\nDagster run {result.run_id} ({'success' if result.success else 'FAILED'}); event log in {home}")
+    materialized = set()
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
+        materialized.add(mat.asset_key)
         where = mat.metadata.get("artifact_dir")
         print(f"  {mat.asset_key.to_user_string():<20} {where.value if where else ''}")
-    gate_failed = False
+    blocked = []  # failed blocking checks: a verdict on the data or the model, explained by the check itself
     for check in result.get_asset_check_evaluations():
         print(f"  check {check.check_name:<36} {'passed' if check.passed else 'FAILED'}")
-        if check.check_name == "anonymized_corpus_no_pii_leak" and not check.passed:
-            from .core.anonymize import format_leaks
-
-            leaked = check.metadata.get("leaked")
-            print("\n" + format_leaks(leaked.value if leaked else []) + "\nNothing downstream of anonymized_corpus "
-                  "ran; the full list is under `leaks` in its pii_report.json.\n")
-        if check.check_name == "eval_report_promotion_gate" and not check.passed:
-            gate_failed = True
-            reasons = check.metadata.get("reasons")
-            print(f"\nThe tuned model was NOT promoted:\n{reasons.value if reasons else ''}")
-    # A failed leak check was explained above; Dagster's own error for it would only repeat the check's name.
-    failures = [e for e in result.all_events if e.is_step_failure and not e.step_key.endswith("_no_pii_leak")]
-    if not failures and not result.success:
+        if not check.passed and check.blocking:
+            blocked.append(check)
+    for check in blocked:
+        print(f"\n{check.check_name} failed on {check.asset_key.to_user_string()}:\n{check.description or ''}")
+    if blocked:
+        planned = job_def.asset_layer.selected_asset_keys
+        skipped = sorted(k.to_user_string() for k in planned - materialized)
+        print(f"\nNot materialized (a blocking check stopped them): {', '.join(skipped) or 'none'}")
+    # A step that failed only because its blocking check failed was explained above; others are errors.
+    errors = [e for e in result.all_events
+              if e.is_step_failure and e.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"]
+    for e in errors:
+        err = e.step_failure_data.error
+        while err.cause is not None:  # Dagster wraps ours: the innermost error says what and how
+            err = err.cause
+        print(f"\n{e.step_key} failed: {err.message.strip()}", file=sys.stderr)
+    if errors or (not result.success and not blocked):
         return 1
-    # A failed promotion gate is a verdict on the model, not a broken pipeline: every asset was materialized.
-    if any(not (gate_failed and e.step_key.endswith("promotion_gate")) for e in failures):
-        for e in failures:
-            err = e.step_failure_data.error
-            while err.cause is not None:  # Dagster wraps ours: the innermost error says what and how
-                err = err.cause
-            print(f"\n{e.step_key} failed: {err.message.strip()}", file=sys.stderr)
-        return 1
+    if blocked:
+        return EXIT_BLOCKED
     print("\nOpen the UI with `make ui` to see lineage, metadata and plots.")
     return 0
 

@@ -4,6 +4,7 @@ whole graph materializes end to end on a tiny model."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,7 @@ from slm_pipeline.defs.resources import PipelineSettings
 
 ASSETS = PROJECT_ROOT / "assets"
 EXPECTED_ASSETS = {"raw_corpus", "anonymized_corpus", "retrieval_index", "instruction_pairs", "base_model",
-                   "lora_adapter", "quantized_model", "eval_report"}
+                   "lora_adapter", "quantized_model", "eval_report"}  # + promoted_model, behind the gate
 
 
 def write_config(tmp_path: Path, base_model: Path, corpus_dir: Path = ASSETS / "corpus", **sections) -> Path:
@@ -36,8 +37,8 @@ def write_config(tmp_path: Path, base_model: Path, corpus_dir: Path = ASSETS / "
         "export": {"variants": ["gguf-q8_0"], "verify_prompts": 1},
         "eval": {"max_gold": 2, "max_new_tokens": 4, "variants": ["base+rag", "merged+rag"]},
     }
-    for key, value in sections.items():
-        doc[key] = {**doc.get(key, {}), **value}
+    for key, value in sections.items():  # a section's keys are merged; a top-level setting is replaced
+        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
     path = tmp_path / "slm_pipeline.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -56,7 +57,9 @@ def test_definitions_load_with_expected_assets_checks_and_automation():
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert EXPECTED_ASSETS <= keys
+    assert EXPECTED_ASSETS | {"promoted_model"} <= keys
+    # promotion is downstream of eval_report, behind its blocking gate
+    assert dg.AssetKey("eval_report") in repo.asset_graph.get(dg.AssetKey("promoted_model")).parent_keys
     checks = {c.name: c for c in repo.asset_graph.asset_check_keys}
     assert {"anonymized_corpus_no_pii_leak", "eval_report_promotion_gate", "instruction_pairs_schema"} <= set(checks)
     assert defs.resolve_job_def("retrain_job")
@@ -177,20 +180,47 @@ def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_
     assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
 
 
-def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch):
+def test_cli_reports_a_failed_blocking_check_and_what_it_held_back(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """No special case per check: the CLI prints any failed blocking check's verdict and what did not run."""
+    from slm_pipeline.cli import EXIT_BLOCKED, main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    corpus = planted_corpus(tmp_path / "corpus")
+    canaries = tmp_path / "canaries.yaml"  # "Day Pass" is no PII, so it survives: a planted leak
+    canaries.write_text("canaries:\n  - {type: PERSON, value: Day Pass}\n")
+    cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=corpus, anonymize={"canaries_file": str(canaries)})
+    code = main(["--config", str(cfg), "run", "--log-level", "WARNING",
+                 "--select", "key:raw_corpus or key:anonymized_corpus or key:retrieval_index"])
+    out = capsys.readouterr().out
+    assert code == EXIT_BLOCKED, out
+    assert re.search(r"check anonymized_corpus_no_pii_leak\s+FAILED", out)
+    assert "PII leak check failed: 1 value(s) survived anonymization" in out and "canary" in out
+    assert "Not materialized (a blocking check stopped them): retrieval_index" in out
+    assert not (tmp_path / "artifacts" / "retrieval_index").exists()
+
+
+def test_whole_graph_end_to_end_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from slm_pipeline.cli import EXIT_BLOCKED, main
+
     cfg = write_config(tmp_path, tiny_model_dir)
     home = tmp_path / "dagster_home"  # a persistent instance, so `make bench` can read the run back
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dg.DagsterInstance.get()
-    result = materialize(cfg, instance=instance)
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert EXPECTED_ASSETS <= materialized
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
-    # A random tiny model cannot beat anything: the gate must say so and withhold the promoted pointer.
-    assert checks["eval_report_promotion_gate"] is False
+    # `slm-pipeline run`, the default: the whole graph. A random tiny model cannot beat anything, so the
+    # promotion gate fails, which blocks promoted_model (the pointer `serve` follows) and nothing else.
+    assert main(["--config", str(cfg), "run", "--log-level", "WARNING"]) == EXIT_BLOCKED
+    out = capsys.readouterr().out
+    (result,) = instance.get_runs(limit=1)
+    materialized = {k for k in EXPECTED_ASSETS | {"promoted_model"}
+                    if (e := instance.get_latest_materialization_event(dg.AssetKey(k))) and e.run_id == result.run_id}
+    assert materialized == EXPECTED_ASSETS
+    for check, verdict in (("anonymized_corpus_no_pii_leak", "passed"), ("instruction_pairs_schema", "passed"),
+                           ("eval_report_promotion_gate", "FAILED")):
+        assert re.search(rf"check {check}\s+{verdict}", out), out
+    assert "The tuned model was NOT promoted" in out and "FAIL key_fact_accuracy" in out
+    assert "Not materialized (a blocking check stopped them): promoted_model" in out
     art = tmp_path / "artifacts"
     assert not (art / "promoted.json").exists()
     for asset in EXPECTED_ASSETS - {"base_model"}:

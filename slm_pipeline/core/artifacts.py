@@ -3,6 +3,9 @@
 Every asset writes one folder per version under `<artifacts_dir>/<asset>/<version>/`. The folder is built
 under a temporary name beside it and renamed into place only when complete, so a crash never leaves a
 half-written version that a later stage could pick up. A `latest` file names the newest version.
+
+A version is either given (a hash of the inputs' versions, settings and code version) or, for a
+content-addressed asset, computed from the files it wrote (`content_version`): see `version_folder`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 __all__ = [
     "atomic_dir",
+    "version_folder",
+    "VersionFolder",
+    "content_version",
+    "version_of",
     "atomic_write_text",
     "write_jsonl",
     "read_jsonl",
@@ -42,12 +50,67 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def version_of(*parts) -> str:
+    """Input-addressed version: the same parts (input versions, settings, code version) -> the same folder."""
+    return sha256_json(parts)[:12]
+
+
+def content_version(folder: Path, names: Sequence[str]) -> str:
+    """Content-addressed version: a hash of the named files (or folders, recursively) inside `folder`."""
+    h = hashlib.sha256()
+    for name in names:
+        p = Path(folder) / name
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            h.update(f"{f.relative_to(folder).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class VersionFolder:
+    """A version folder being built: write into `tmp`, add to `manifest`; `version`/`dir` are set when done."""
+
+    tmp: Path
+    manifest: dict = field(default_factory=dict)
+    version: str | None = None
+    dir: Path | None = None
+
+
+@contextlib.contextmanager
+def version_folder(root: Path, asset: str, version: str | None = None, content: Sequence[str] = (),
+                   **manifest) -> Iterator[VersionFolder]:
+    """Build `<root>/<version>/` atomically, with its manifest.json, and point `<root>/latest` at it.
+
+    Give `version` (input-addressed), or `content`: the files whose hash becomes the version once written
+    (content-addressed). On error nothing is left behind and `latest` is unchanged.
+    """
+    if (version is None) == (not content):
+        raise ValueError("version_folder: give either version or content, not both or neither")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    folder = VersionFolder(Path(tempfile.mkdtemp(prefix=f".tmp-{asset}-", dir=root)), dict(manifest))
+    try:
+        yield folder
+        folder.version = version or content_version(folder.tmp, content)
+        write_manifest(folder.tmp, asset=asset, version=folder.version, **folder.manifest)
+        folder.dir = root / folder.version
+        _replace_dir(folder.tmp, folder.dir)
+    except BaseException:
+        shutil.rmtree(folder.tmp, ignore_errors=True)
+        raise
+    set_latest(root, folder.version)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -38,6 +38,7 @@ __all__ = [
     "feedback_store_location",
     "normalize_question",
     "open_feedback_store",
+    "redacted_location",
     "sqlalchemy_url",
 ]
 
@@ -116,6 +117,12 @@ def feedback_store_location(cfg) -> str | Path:
     """The store a pipeline config names: `feedback.database_url` (already merged with $SLM_FEEDBACK_DATABASE_URL
     by load_config), else the embedded SQLite file under artifacts_dir."""
     return cfg.feedback.database_url or feedback_db_path(cfg.path(cfg.artifacts_dir))
+
+
+def redacted_location(location: str | Path) -> str:
+    """A store location fit for logs and metadata: a database URL without its password."""
+    text = str(location)
+    return sqlalchemy_url(text).render_as_string(hide_password=True) if "://" in text else text
 
 
 def open_feedback_store(cfg, *, create: bool = True) -> FeedbackStore | None:

@@ -77,18 +77,15 @@ class Grounder:
 def load_grounder(cfg, index_dir: str | Path | None = None) -> Grounder | None:
     """The Grounder for a pipeline config: the promoted model's index (promoted.json), else the latest
     retrieval_index; None when retrieval is off. Raises FileNotFoundError with the fix when no index exists."""
-    import json
-
     from .artifacts import latest_version_dir
     from .policy import load_policy
+    from .promotion import promoted_index_dir
 
     if not cfg.retrieval.enabled:
         return None
     artifacts = cfg.path(cfg.artifacts_dir)
     if index_dir is None:
-        pointer = artifacts / "promoted.json"
-        if pointer.exists():
-            index_dir = json.loads(pointer.read_text()).get("retrieval_index")
+        index_dir = promoted_index_dir(artifacts)
     if index_dir is None:
         index_dir = latest_version_dir(artifacts / "retrieval_index")
     if index_dir is None or not (Path(index_dir) / "index.json").exists():

@@ -21,7 +21,6 @@ Replicas are stateless: several `serve` processes behind a load balancer share o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -37,6 +36,7 @@ from slm_pipeline.core.engines import (  # noqa: F401 - engines are re-exported 
 )
 from slm_pipeline.core.feedback import open_feedback_store
 from slm_pipeline.core.grounding import load_grounder
+from slm_pipeline.core.promotion import promoted_model_path  # the pointer lives in one module
 from slm_pipeline.core.serving.backends import LocalBackend
 from slm_pipeline.core.serving.questions import QuestionLog
 from slm_pipeline.core.serving.server import ChatServer
@@ -55,20 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def promoted_model_path(cfg: PipelineConfig, variant: str | None = None) -> Path:
-    """The promoted model folder: `<artifacts_dir>/promoted.json` -> variants[variant] (default serve.variant)."""
-    variant = variant or cfg.serve.variant
-    pointer = cfg.path(cfg.artifacts_dir) / "promoted.json"
-    if not pointer.exists():
-        raise FileNotFoundError(
-            f"no promoted model yet ({pointer} does not exist): a model is promoted when eval_report's gate passes. "
-            "Run the pipeline, or serve a folder explicitly with `slm-pipeline serve --model PATH`."
-        )
-    variants = json.loads(pointer.read_text()).get("variants") or {}
-    if variant not in variants:
-        raise ValueError(f"{pointer} has no variant {variant!r} (it has: {', '.join(sorted(variants)) or 'none'}); "
-                         "set serve.variant or pass --model PATH")
-    return Path(variants[variant])
 
 
 def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, host: str | None = None,

@@ -8,7 +8,7 @@
   grouped by length and padded dynamically.
 - transformers `Trainer` does the loop: it checkpoints adapter + optimizer + scheduler + RNG state every
   `save_steps` and resumes exactly from the latest checkpoint in `checkpoint_dir` (the caller keys that folder
-  by config + data + base model, so only a run of the same inputs resumes).
+  by the samples' hash + base model + config + this code's version, so only a run of the same inputs resumes).
 - Device-agnostic: CUDA -> bf16 (QLoRA 4-bit NF4 base via bitsandbytes); CPU -> bf16 autocast where the CPU
   has bf16 matmul support, else fp32.
 """
@@ -33,9 +33,6 @@ from .models import cpu_supports_bf16, load_tokenizer, pick_device
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
-# Bumped when the recipe trains a different adapter from the same inputs; part of lora_adapter's version, so a
-# re-run never resumes a checkpoint of an older recipe. 2: packed samples attend only to themselves.
-RECIPE_VERSION = "2"
 
 
 class TrainingError(RuntimeError):

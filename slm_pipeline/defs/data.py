@@ -7,55 +7,44 @@ outputs go, log progress and attach metadata.
 
 import json
 import time
-from pathlib import Path
 
 import dagster as dg
 
 from ..core.anonymize import find_leaks, format_leaks, load_canaries, pipeline_anonymizer, record_texts
-from ..core.artifacts import atomic_dir, read_jsonl, set_latest, sha256_json, write_jsonl, write_manifest
+from ..core.artifacts import read_jsonl, write_jsonl
 from ..core.corpus import load_corpus, preview_markdown
 from ..core.pairs import build_pairs, token_length_histogram_markdown, validate_sample
 from ..core.policy import load_gold, load_policy
-from .resources import (
-    AnonymizeOverrides,
-    PipelineSettings,
-    asset_dir,
-    md_table,
-    numbers,
-    version_of,
-    with_overrides,
-)
+from .handles import AnonymizedCorpus, BaseModel, InstructionPairs, RawCorpus, RetrievalIndex
+from .resources import AnonymizeOverrides, PipelineSettings, md_table, numbers
+from .stage import Stage, pipeline_asset
 
 GROUP = "data"
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"python", "jsonl"},
-    code_version="1",
     owners=["team:data"],
     description="Documents (.md/.txt), FAQ (.csv) and chat transcripts (.jsonl) read from the corpus folder, "
-    "validated and normalized to one record per document / FAQ row / chat. Contains raw PII.",
+    "validated and normalized to one record per document / FAQ row / chat. Contains raw PII. Version: a hash "
+    "of the records.",
 )
-def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
-    cfg = settings.load()
+def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[RawCorpus]:
+    stage = Stage(context, settings)
+    cfg = stage.cfg
     corpus_dir = cfg.path(cfg.corpus.corpus_dir)
     result = load_corpus(cfg.corpus, corpus_dir)
-    version = version_of(sha256_json(result.records), cfg.corpus.model_dump())
-    out = asset_dir(cfg, "raw_corpus") / version
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "records.jsonl", result.records)
-        write_jsonl(tmp / "problems.jsonl", result.problems)
-        write_manifest(tmp, asset="raw_corpus", version=version, corpus_dir=str(corpus_dir), stats=result.stats,
-                       config=cfg.corpus.model_dump())
-    set_latest(out.parent, version)
+    with stage.folder(content=["records.jsonl"], corpus_dir=str(corpus_dir), stats=result.stats,
+                      config=cfg.corpus.model_dump()) as f:
+        write_jsonl(f.tmp / "records.jsonl", result.records)
+        write_jsonl(f.tmp / "problems.jsonl", result.problems)
     for p in result.problems:
         context.log.warning(f"skipped {p['path']}:{p.get('line')}: {p['error']}")
-    context.log.info(f"{len(result.records)} records from {corpus_dir} -> {out}")
-    return dg.Output(
-        {"dir": str(out), "records": str(out / "records.jsonl"), "version": version},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(out)),
+    context.log.info(f"{len(result.records)} records from {corpus_dir}")
+    return stage.output(
+        RawCorpus(f.dir, f.version),
+        {
             "records": len(result.records),
             "skipped_bad_records": len(result.problems),
             "total_chars": result.stats["total_chars"],
@@ -66,20 +55,22 @@ def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     )
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"presidio", "spacy", "jsonl"},
-    code_version="1",
     owners=["team:data"],
     description="raw_corpus with PII replaced: Presidio on spaCy en_core_web_sm plus our recognizers for "
-    "addresses, international phones, order/account ids and postcodes; consistent pseudonyms per record.",
+    "addresses, international phones, order/account ids and postcodes; consistent pseudonyms per record. "
+    "Version: a hash of the anonymized records, so any change in what the anonymizer writes reaches every "
+    "asset below it.",
 )
 def anonymized_corpus(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_corpus: dict,
+    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_corpus: RawCorpus,
     config: AnonymizeOverrides,
-) -> dg.Output[dict]:
-    cfg = with_overrides(settings.load(), "anonymize", config)
-    records = read_jsonl(Path(raw_corpus["records"]))
+) -> dg.Output[AnonymizedCorpus]:
+    stage = Stage(context, settings, "anonymize", config)
+    cfg = stage.cfg
+    records = read_jsonl(raw_corpus.records)
     anonymizer = pipeline_anonymizer(cfg)  # the policy's company name is never PII
     t0 = time.perf_counter()
 
@@ -89,24 +80,17 @@ def anonymized_corpus(
         context.log.info(f"anonymized {done}/{total} records ({100 * done / max(total, 1):.0f}%), ETA {eta:.0f}s")
 
     clean, report = anonymizer.anonymize_records(records, progress=progress)
-    version = version_of(raw_corpus["version"], cfg.anonymize.model_dump(), anonymizer.version_inputs())
-    out = asset_dir(cfg, "anonymized_corpus") / version
-    report_doc = report.to_json()
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "records.jsonl", clean)
-        (tmp / "pii_report.json").write_text(json.dumps(report_doc, indent=2))
-        write_manifest(tmp, asset="anonymized_corpus", version=version, raw_corpus=raw_corpus["version"],
-                       config=cfg.anonymize.model_dump())
-    set_latest(out.parent, version)
+    with stage.folder(content=["records.jsonl"], raw_corpus=raw_corpus.version,
+                      config=cfg.anonymize.model_dump()) as f:
+        write_jsonl(f.tmp / "records.jsonl", clean)
+        (f.tmp / "pii_report.json").write_text(json.dumps(report.to_json(), indent=2))
     context.log.info(
         f"{report.n_texts} texts, {sum(report.entity_counts.values())} PII spans replaced "
         f"({report.texts_per_second:.1f} texts/s), leaks after verification: {len(report.leaks)}"
     )
-    return dg.Output(
-        {"dir": str(out), "records": str(out / "records.jsonl"), "report": str(out / "pii_report.json"),
-         "version": version},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(out)),
+    return stage.output(
+        AnonymizedCorpus(f.dir, f.version),
+        {
             "records": len(clean),
             "pii_spans_replaced": sum(report.entity_counts.values()),
             "leaks": len(report.leaks),
@@ -120,10 +104,11 @@ def anonymized_corpus(
 
 @dg.asset_check(asset=anonymized_corpus, blocking=True, description="No planted canary and no PII value the "
                 "analyzer found in raw_corpus may appear in the anonymized output.")
-def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus: dict) -> dg.AssetCheckResult:
+def anonymized_corpus_no_pii_leak(settings: PipelineSettings,
+                                  anonymized_corpus: AnonymizedCorpus) -> dg.AssetCheckResult:
     cfg = settings.load()
-    report = json.loads(Path(anonymized_corpus["report"]).read_text())
-    records = read_jsonl(Path(anonymized_corpus["records"]))
+    report = json.loads(anonymized_corpus.report.read_text())
+    records = read_jsonl(anonymized_corpus.records)
     canary_file = cfg.path(cfg.anonymize.canaries_file) if cfg.anonymize.canaries_file else None
     canaries = load_canaries(canary_file) if canary_file and canary_file.exists() else []
     texts = [(r["id"], t) for r in records for t in record_texts(r)]
@@ -138,48 +123,45 @@ def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus:
             "leaks": len(leaks),
             "leaked": dg.MetadataValue.json(leaks[:20]),
         },
-        description=None if not leaks else format_leaks(leaks),
+        description=None if not leaks else format_leaks(leaks) + "\nNothing downstream of anonymized_corpus ran; "
+        "the full list is under `leaks` in its pii_report.json.",
     )
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"lancedb", "python"},
-    code_version="1",
     owners=["team:data"],
     description="Chunks of anonymized_corpus (FAQ rows; document sections by heading path, long ones split with "
     "overlap) embedded with retrieval.embedding_model into an embedded LanceDB table, with a bm25s lexical "
     "index beside it. instruction_pairs, eval_report and `slm-pipeline serve` retrieve from it.",
 )
 def retrieval_index(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: dict
-) -> dg.Output[dict]:
+    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: AnonymizedCorpus
+) -> dg.Output[RetrievalIndex]:
     from ..core.retrieval import index_corpus
 
-    cfg = settings.load()
-    records = read_jsonl(Path(anonymized_corpus["records"]))  # only anonymized text enters the index
-    gold = load_gold(cfg.path(cfg.gold_file))
+    stage = Stage(context, settings)
+    cfg = stage.cfg
+    records = read_jsonl(anonymized_corpus.records)  # only anonymized text enters the index
+    gold = load_gold(cfg.path(cfg.gold_file))  # for the recall metadata only: not part of the version
     out_of_scope = load_policy(cfg.path(cfg.policy_file)).out_of_scope_examples  # scope classifier negatives
-    version = version_of(anonymized_corpus["version"], out_of_scope,
-                         cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score", "scope_threshold",
-                                                           "oracle_share"}))
-    out = asset_dir(cfg, "retrieval_index") / version
-    with atomic_dir(out) as tmp:
-        info = index_corpus(records, cfg.retrieval, tmp, gold, progress=context.log.info, out_of_scope=out_of_scope)
-        write_manifest(tmp, asset="retrieval_index", version=version, anonymized_corpus=anonymized_corpus["version"],
-                       config=cfg.retrieval.model_dump())
-    set_latest(out.parent, version)
+    version = stage.version(anonymized_corpus.version, out_of_scope,
+                            cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score",
+                                                              "scope_threshold", "oracle_share"}))
+    with stage.folder(version, anonymized_corpus=anonymized_corpus.version, config=cfg.retrieval.model_dump()) as f:
+        info = index_corpus(records, cfg.retrieval, f.tmp, gold, progress=context.log.info,
+                            out_of_scope=out_of_scope)
     recall = info.get("recall", {})
-    context.log.info(f"{info['chunks']} chunks indexed -> {out}; gold fact recall {recall}")
-    return dg.Output(
-        {"dir": str(out), "version": version, "chunks": info["chunks"]},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(out)),
+    context.log.info(f"{info['chunks']} chunks indexed; gold fact recall {recall}")
+    return stage.output(
+        RetrievalIndex(f.dir, f.version, chunks=info["chunks"]),
+        {
             "chunks": info["chunks"],
             "chunks_by_kind": dg.MetadataValue.json(info["chunking"]["by_kind"]),
             "embedding_model": info["embedding_spec"],
             "embedding_dim": info["dim"],
-            "index_mb": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 2),
+            "index_mb": round(sum(p.stat().st_size for p in f.dir.rglob("*") if p.is_file()) / 2**20, 2),
             "latency_ms_p50": info.get("latency_ms_p50", 0.0),
             **numbers("gold_", recall),
             **numbers("scope_", info.get("scope") or {}),
@@ -187,43 +169,45 @@ def retrieval_index(
     )
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"huggingface", "jsonl"},
-    code_version="1",
     owners=["team:data"],
     description="Chat-formatted instruction samples from FAQ rows, chats, document sections and refusal examples; "
     "with retrieval on, each system message carries the chunks retrieval_index returns for the question (RAFT: "
     "the answer's own chunk in retrieval.oracle_share of samples, distractors only in the rest), in the template "
     "`serve` uses. Assistant targets never contain anonymization tags; deduplicated, length-filtered, "
-    "gold-leak-guarded, split into train/eval. Saved as JSONL and as a Hugging Face dataset.",
+    "gold-leak-guarded, split into train/eval. Saved as JSONL and as a Hugging Face dataset. Version: a hash of "
+    "train.jsonl and eval.jsonl, which keys lora_adapter's checkpoints.",
 )
 def instruction_pairs(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: dict, base_model: dict,
-    retrieval_index: dict,
-) -> dg.Output[dict]:
+    context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: AnonymizedCorpus,
+    base_model: BaseModel, retrieval_index: RetrievalIndex,
+) -> dg.Output[InstructionPairs]:
     from datasets import Dataset, DatasetDict
 
-    from ..core.feedback import FeedbackStore, feedback_db_path
+    from ..core.feedback import open_feedback_store
     from ..core.models import load_tokenizer
 
-    cfg = settings.load()
+    stage = Stage(context, settings)
+    cfg = stage.cfg
     policy = load_policy(cfg.path(cfg.policy_file))
     gold = load_gold(cfg.path(cfg.gold_file))
-    records = read_jsonl(Path(anonymized_corpus["records"]))
+    records = read_jsonl(anonymized_corpus.records)
     # Reviewer corrections collected by `slm-pipeline serve` become training records, anonymized like the corpus;
     # a record whose anonymization leaves a detected value behind is left out.
-    feedback_db = feedback_db_path(cfg.path(cfg.artifacts_dir))
     feedback: list[dict] = []
-    if cfg.feedback.include_corrections and feedback_db.exists():
-        corrections = FeedbackStore(feedback_db).corrections_as_records()
+    store = open_feedback_store(cfg, create=False) if cfg.feedback.include_corrections else None
+    if store is not None:  # the SQLite file or the Postgres database `serve` writes (feedback.database_url)
+        with store:
+            corrections = store.corrections_as_records()
         if corrections:
             feedback, fb_report = pipeline_anonymizer(cfg).anonymize_records(corrections)
             leaked = {x["record_id"] for x in fb_report.leaks}
             feedback = [r for r in feedback if r["id"] not in leaked]
             context.log.info(f"{len(feedback)} feedback corrections added ({len(leaked)} left out: PII leak check)")
     records = records + feedback
-    tokenizer = load_tokenizer(Path(base_model["path"]))
+    tokenizer = load_tokenizer(base_model.dir)
 
     def count_tokens(messages: list[dict]) -> int:
         text = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -234,7 +218,7 @@ def instruction_pairs(
         from ..core.raft import add_retrieved_context
         from ..core.retrieval import open_index
 
-        index = open_index(retrieval_index["dir"], cfg.retrieval)
+        index = open_index(retrieval_index.dir, cfg.retrieval)
 
         def contextualize(samples: list[dict]) -> list[dict]:
             out, report = add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
@@ -252,33 +236,22 @@ def instruction_pairs(
     result.report["retrieval_context"] = raft_report or None
     train = [s for s in result.samples if s["split"] == "train"]
     evals = [s for s in result.samples if s["split"] == "eval"]
-    version = version_of(anonymized_corpus["version"], base_model["fingerprint"], cfg.pairs.model_dump(),
-                         sha256_json([policy.system_prompt, policy.refusal, policy.out_of_scope_examples]),
-                         cfg.train.seed, retrieval_index["version"] if cfg.retrieval.enabled else None,
-                         cfg.retrieval.model_dump(include={"enabled", "k", "oracle_share", "min_score",
-                                                           "context_views", "paraphrase_share"}),
-                         *([len(feedback), sha256_json(feedback)] if feedback else []))
-    out = asset_dir(cfg, "instruction_pairs") / version
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "train.jsonl", train)
-        write_jsonl(tmp / "eval.jsonl", evals)
-        write_jsonl(tmp / "dropped.jsonl", result.dropped)
-        (tmp / "report.json").write_text(json.dumps(result.report, indent=2))
+    with stage.folder(content=["train.jsonl", "eval.jsonl"], anonymized_corpus=anonymized_corpus.version,
+                      base_model=base_model.version, retrieval_index=retrieval_index.version,
+                      config=cfg.pairs.model_dump(), feedback_corrections=len(feedback)) as f:
+        write_jsonl(f.tmp / "train.jsonl", train)
+        write_jsonl(f.tmp / "eval.jsonl", evals)
+        write_jsonl(f.tmp / "dropped.jsonl", result.dropped)
+        (f.tmp / "report.json").write_text(json.dumps(result.report, indent=2))
         DatasetDict({"train": Dataset.from_list(train), "eval": Dataset.from_list(evals)}).save_to_disk(
-            str(tmp / "hf_dataset")
+            str(f.tmp / "hf_dataset")
         )
-        write_manifest(tmp, asset="instruction_pairs", version=version, anonymized_corpus=anonymized_corpus["version"],
-                       base_model=base_model["fingerprint"], config=cfg.pairs.model_dump(),
-                       feedback_corrections=len(feedback))
-    set_latest(out.parent, version)
     rep = result.report
     context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}")
     lengths = list(result.token_counts.values())
-    return dg.Output(
-        {"dir": str(out), "train": str(out / "train.jsonl"), "eval": str(out / "eval.jsonl"), "version": version,
-         "n_train": rep["n_train"], "n_eval": rep["n_eval"]},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(out)),
+    return stage.output(
+        InstructionPairs(f.dir, f.version, n_train=rep["n_train"], n_eval=rep["n_eval"]),
+        {
             "train_samples": rep["n_train"],
             "eval_samples": rep["n_eval"],
             "dropped": sum(rep["dropped"].values()),
@@ -300,17 +273,18 @@ def instruction_pairs(
 
 @dg.asset_check(asset=instruction_pairs, blocking=True, description="Every sample has the chat schema "
                 "(system prompt first, alternating turns, ends with the assistant) and there are enough to train.")
-def instruction_pairs_schema(settings: PipelineSettings, instruction_pairs: dict) -> dg.AssetCheckResult:
+def instruction_pairs_schema(settings: PipelineSettings,
+                             instruction_pairs: InstructionPairs) -> dg.AssetCheckResult:
     cfg = settings.load()
     policy = load_policy(cfg.path(cfg.policy_file))
     problems = []
-    for split in ("train", "eval"):
-        for s in read_jsonl(Path(instruction_pairs[split])):
+    for path in (instruction_pairs.train, instruction_pairs.eval):
+        for s in read_jsonl(path):
             problems += [f"{s.get('id')}: {p}" for p in validate_sample(s, policy.system_prompt)]
-    enough = instruction_pairs["n_train"] >= cfg.pairs.min_train_samples
+    enough = instruction_pairs.n_train >= cfg.pairs.min_train_samples
     return dg.AssetCheckResult(
         passed=not problems and enough,
-        metadata={"invalid_samples": len(problems), "train_samples": instruction_pairs["n_train"],
+        metadata={"invalid_samples": len(problems), "train_samples": instruction_pairs.n_train,
                   "min_train_samples": cfg.pairs.min_train_samples,
                   "problems": dg.MetadataValue.json(problems[:20])},
     )

@@ -6,16 +6,17 @@ Independent of the training chain: it only reads the feedback store written by `
 
 import dagster as dg
 
-from ..core.feedback import FeedbackStore, feedback_db_path
+from ..core.artifacts import sha256_json
+from ..core.feedback import feedback_store_location, open_feedback_store, redacted_location
 from .resources import PipelineSettings, md_table, numbers
+from .stage import pipeline_asset, versioned_output
 
 GROUP = "monitoring"
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"sqlite"},
-    code_version="1",
     owners=["team:ml"],
     description="The most common user questions asked to the serving API (anonymized with Presidio before they "
     "are stored) and feedback counts, from <artifacts_dir>/feedback/feedback.db. Cheap; does not depend on the "
@@ -23,19 +24,20 @@ GROUP = "monitoring"
 )
 def serving_questions(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
     cfg = settings.load()
-    db = feedback_db_path(cfg.path(cfg.artifacts_dir))
-    store = FeedbackStore.open_existing(db, cfg.feedback.negative_max_stars)
+    db = redacted_location(feedback_store_location(cfg))  # a database URL may hold a password
+    store = open_feedback_store(cfg, create=False)
     if store is None:
         context.log.info(f"no feedback store yet ({db}); run `slm-pipeline serve` to collect questions")
         top, stats = [], {}
     else:
-        top, stats = store.top_questions(cfg.feedback.top_questions), store.stats()
+        with store:
+            top, stats = store.top_questions(cfg.feedback.top_questions), store.stats()
     rows = [{"rank": i, "count": q["count"], "question": q["question"][:200], "last seen": q["last_seen"]}
             for i, q in enumerate(top, 1)]
-    return dg.Output(
-        {"db": str(db), "top_questions": top, "stats": stats},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(db)),
+    return versioned_output(
+        {"db": str(db), "top_questions": top, "stats": stats}, sha256_json([top, stats])[:12],
+        {
+            "feedback_store": dg.MetadataValue.text(str(db)),
             **numbers("", stats),
             "top_questions": md_table(rows, ["rank", "count", "question", "last seen"]),
         },

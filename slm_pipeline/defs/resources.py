@@ -10,7 +10,6 @@ import dagster as dg
 from pydantic import Field, ValidationError
 
 from ..config import ConfigError, PipelineConfig, _format_validation_error, load_config
-from ..core.artifacts import sha256_json
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -73,15 +72,6 @@ def with_overrides(cfg: PipelineConfig, section: str, overrides: dg.Config | dic
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, f"run config (overrides of `{section}`)")) from None
-
-
-def version_of(*parts: Any) -> str:
-    """Content-addressed version: same inputs + settings + code version -> same folder."""
-    return sha256_json(parts)[:12]
-
-
-def asset_dir(cfg: PipelineConfig, asset: str) -> Path:
-    return cfg.path(cfg.artifacts_dir) / asset
 
 
 def md_table(rows: list[dict], columns: list[str] | None = None) -> dg.MetadataValue:

