@@ -18,6 +18,7 @@ from .resources import (
     version_of,
     with_overrides,
 )
+from .scale_out import training_op_tags
 
 GROUP = "training"
 
@@ -58,6 +59,7 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     kinds={"pytorch", "peft"},
     code_version=RECIPE_VERSION,
     owners=["team:ml"],
+    op_tags=training_op_tags(),  # GPU request when the step runs as its own Kubernetes pod (defs/scale_out.py)
     description="LoRA / QLoRA / DoRA adapter trained on instruction_pairs (loss on assistant tokens only, packed "
     "sequences, checkpoints every train.save_steps; a re-run with the same inputs resumes from the latest "
     "checkpoint). Saved in standard PEFT format, loadable by PeftModel.from_pretrained and vLLM --enable-lora.",
