@@ -4,8 +4,8 @@
   for the code server / `dagster dev` and, for Celery, for the workers too):
     in_process   (default) every step in the run's process: torch and the models are imported once
     multiprocess every step in its own process on the run's machine (independent steps run side by side)
-    celery       every step is a Celery task on a worker (dagster-celery); broker URL in SLM_CELERY_BROKER_URL,
-                 result backend in SLM_CELERY_BACKEND_URL (default: the broker URL)
+    celery       every step is a Celery task on a worker (dagster-celery); broker and result backend URL
+                 (Redis) in SLM_CELERY_BROKER_URL, the same value the workers get (deploy/celery/)
     k8s          every step is a Kubernetes Job (dagster-k8s k8s_job_executor), configured from the
                  K8sRunLauncher in the instance (deploy/k8s/)
 - `SLM_PIPELINE_TRAIN_GPUS` (default 1): GPUs the lora_adapter step requests when it runs as its own
@@ -19,7 +19,11 @@ import dagster as dg
 
 EXECUTOR_ENV = "SLM_PIPELINE_EXECUTOR"
 EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
-BROKER_ENV, BACKEND_ENV = "SLM_CELERY_BROKER_URL", "SLM_CELERY_BACKEND_URL"
+BROKER_ENV = "SLM_CELERY_BROKER_URL"
+# Redis re-delivers a task nobody acknowledged within the visibility timeout (default 1 h) to another worker.
+# Tasks are acknowledged when a worker takes them, but one waiting in a worker's prefetch during a long training
+# step is not: without this it could run twice. Same value in deploy/celery/celery.yaml for the workers.
+CELERY_CONFIG_SOURCE = {"broker_transport_options": {"visibility_timeout": 86400, "max_retries": 3}}
 TRAIN_GPUS_ENV = "SLM_PIPELINE_TRAIN_GPUS"
 
 
@@ -35,9 +39,9 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
             from dagster_celery import celery_executor
         except ImportError:
             raise ImportError(f"{EXECUTOR_ENV}=celery needs dagster-celery: pip install -e '.[celery]'") from None
-        # URLs by env var name, resolved when a run starts: they never end up in the job snapshot or the UI.
+        # The URL by env var name, resolved when a run starts: it never ends up in the job snapshot or the UI.
         return celery_executor.configured(
-            {"broker": {"env": BROKER_ENV}, "backend": {"env": BACKEND_ENV if env.get(BACKEND_ENV) else BROKER_ENV}},
+            {"broker": {"env": BROKER_ENV}, "backend": {"env": BROKER_ENV}, "config_source": CELERY_CONFIG_SOURCE},
             name="celery",
         )
     if name == "k8s":
