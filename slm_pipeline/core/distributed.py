@@ -202,7 +202,7 @@ def _job_from_args(args: argparse.Namespace) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m slm_pipeline.core.distributed",
         description="One training process of a multi-process LoRA run; start it with `accelerate launch`.")
@@ -212,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for the adapter")
     parser.add_argument("--checkpoints", help="checkpoint folder (default: <out>_checkpoints beside --out)")
     parser.add_argument("--config", help="pipeline settings file (its `train` section is used)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     job = json.loads(Path(args.job).read_text()) if args.job else _job_from_args(args)
 
     os.environ[WORKER_ENV] = "1"
