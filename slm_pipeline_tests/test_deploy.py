@@ -338,6 +338,10 @@ def test_executor_switch_and_gpu_tags():
     assert four["dagster-k8s/config"]["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "4"}
     with pytest.raises(ValueError, match="SLM_PIPELINE_TRAIN_GPUS"):
         scale_out.training_op_tags({"SLM_PIPELINE_TRAIN_GPUS": "all"})
+    from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
+
+    queued = scale_out.training_op_tags({"SLM_PIPELINE_TRAIN_QUEUE": "gpu", "SLM_PIPELINE_TRAIN_GPUS": "0"})
+    assert queued == {DAGSTER_CELERY_QUEUE_TAG: "gpu"}
 
 
 def test_celery_worker_config_matches_the_executor(monkeypatch):

@@ -10,6 +10,8 @@
                  K8sRunLauncher in the instance (deploy/k8s/)
 - `SLM_PIPELINE_TRAIN_GPUS` (default 1): GPUs the lora_adapter step requests when it runs as its own
   Kubernetes pod (op tag `dagster-k8s/config`); 0 = none. Match it to train.processes.
+- `SLM_PIPELINE_TRAIN_QUEUE` (default: none): Celery queue for the lora_adapter step (op tag
+  `dagster-celery/queue`), so that only workers started with `-q <queue>` (on GPU machines) take it.
 """
 
 import os
@@ -25,6 +27,7 @@ BROKER_ENV = "SLM_CELERY_BROKER_URL"
 # step is not: without this it could run twice. Same value in deploy/celery/celery.yaml for the workers.
 CELERY_CONFIG_SOURCE = {"broker_transport_options": {"visibility_timeout": 86400, "max_retries": 3}}
 TRAIN_GPUS_ENV = "SLM_PIPELINE_TRAIN_GPUS"
+TRAIN_QUEUE_ENV = "SLM_PIPELINE_TRAIN_QUEUE"
 
 
 def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
@@ -54,15 +57,19 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
 
 
 def training_op_tags(env: Mapping[str, str] | None = None) -> dict:
-    """Op tags of lora_adapter: its GPUs as Kubernetes resources (read by dagster-k8s only; inert elsewhere)."""
+    """Op tags of lora_adapter: its GPUs as Kubernetes resources (read by dagster-k8s only) and its Celery queue
+    (read by dagster-celery only); inert for the other executors."""
     env = os.environ if env is None else env
+    tags = {}
+    if env.get(TRAIN_QUEUE_ENV, "").strip():
+        tags["dagster-celery/queue"] = env[TRAIN_QUEUE_ENV].strip()
     raw = env.get(TRAIN_GPUS_ENV, "1").strip() or "1"
     if not raw.isdigit():
         raise ValueError(f"{TRAIN_GPUS_ENV}={raw!r}: expected a whole number of GPUs (0 = none)")
     gpus = int(raw)
     if gpus == 0:
-        return {}
-    return {"dagster-k8s/config": {
+        return tags
+    return tags | {"dagster-k8s/config": {
         # Extended resources are requested through limits (a request, if given, must equal the limit).
         "container_config": {"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}},
         # GPU node pools are usually tainted so that only pods asking for GPUs land there.
