@@ -62,6 +62,11 @@ def world() -> tuple[int, int, int]:
     return int(env.get("WORLD_SIZE", 1)), int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0))
 
 
+def sharded_launch() -> bool:
+    """True inside an `accelerate launch` with FSDP or DeepSpeed: the framework places and shards the weights."""
+    return any(os.environ.get(k, "").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+
+
 def resolve_launcher_config(value: str) -> Path:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else PROJECT_ROOT / path
@@ -171,6 +176,19 @@ def _run_streaming(cmd: list[str], env: dict[str, str], log_fn: Callable[[str], 
             proc.terminate()
             raise
         return proc.wait(), list(tail)
+
+
+def save_adapter(trainer, out_dir: Path) -> None:
+    """The adapter of a multi-process run, in the same PEFT layout as a single-process one.
+
+    Trainer.save_model gathers what FSDP / ZeRO-3 sharded (a collective call: every rank must make it) and
+    writes from rank 0. FSDP must hand over a full state dict here, or the adapter would be written in shards.
+    """
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(out_dir))
+    if trainer.args.should_save:
+        (out_dir / "training_args.bin").unlink(missing_ok=True)  # Trainer's extra; not part of an adapter
 
 
 # --------------------------------------------------------------------------------------------------- worker

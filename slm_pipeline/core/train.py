@@ -333,16 +333,11 @@ def resolve_precision(cfg: TrainConfig, device: str) -> str:
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
-def sharded_launch() -> bool:
-    """True inside an `accelerate launch` with FSDP or DeepSpeed: the framework places and shards the weights."""
-    return any(os.environ.get(k, "").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
-
-
 def build_model(base_path: Path, cfg: TrainConfig, device: str, precision: str):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    sharded = sharded_launch()
+    sharded = distributed.sharded_launch()
     kwargs = {"dtype": torch.float32}
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
@@ -545,7 +540,7 @@ def train_adapter(
     # the model as prepared without its DDP wrapper, and training then never synchronised the processes'
     # gradients (seen with transformers 5.24 / accelerate 1.15: each rank stepped on its own gradient).
     base_eval_loss = None
-    multi = world_size > 1 or sharded_launch()
+    multi = world_size > 1 or distributed.sharded_launch()
     resume = get_last_checkpoint(str(checkpoint_dir)) if cfg.resume else None
     if eval_ds is not None and not multi:
         base_eval_loss = _read_or_eval_base(trainer, checkpoint_dir)
@@ -575,7 +570,7 @@ def train_adapter(
     # ---- save (standard PEFT layout: adapter_config.json + adapter_model.safetensors)
     out_dir = Path(out_dir)
     if multi:
-        _save_distributed(trainer, out_dir)  # every process takes part; rank 0 writes
+        distributed.save_adapter(trainer, out_dir)  # every process takes part; rank 0 writes
     else:
         model.save_pretrained(out_dir)
     result = TrainResult(
@@ -604,19 +599,6 @@ def train_adapter(
         tokenizer.save_pretrained(out_dir)
         atomic_write_text(out_dir / "train_result.json", json.dumps(result.to_json(), indent=2, default=str))
     return result
-
-
-def _save_distributed(trainer, out_dir: Path) -> None:
-    """The adapter of a multi-process run, in the same PEFT layout as a single-process one.
-
-    Trainer.save_model gathers what FSDP / ZeRO-3 sharded (a collective call: every rank must make it) and
-    writes from rank 0. FSDP must hand over a full state dict here, or the adapter would be written in shards.
-    """
-    if trainer.is_fsdp_enabled:
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(out_dir))
-    if trainer.args.should_save:
-        (out_dir / "training_args.bin").unlink(missing_ok=True)  # Trainer's extra; not part of an adapter
 
 
 def _step_of(checkpoint: str) -> int:
