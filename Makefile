@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install run ui test test-fast bench lint clean browser-deps postgres-deps llamacpp
+.PHONY: install run ui test test-fast bench lint clean browser-deps postgres-deps redis-deps llamacpp
 
 install: $(STAMP)
 
@@ -55,7 +55,18 @@ postgres-deps:
 		     "the Postgres tests will be skipped (install: apt-get install postgresql)"; \
 	fi
 
-test: install browser-deps postgres-deps
+# Debian's Redis server: the broker of the test that runs pipeline steps on a Celery worker (skipped without it).
+redis-deps:
+	@if command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } \
+		|| echo "WARNING: could not install redis-server; the Celery test will be skipped"; \
+	else \
+		echo "WARNING: redis-server missing and not root with apt-get;" \
+		     "the Celery test will be skipped (install: apt-get install redis-server)"; \
+	fi
+
+test: install browser-deps postgres-deps redis-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -181,7 +181,10 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     epochs: float = Field(3.0, gt=0.0)
     max_steps: int = Field(-1, description="If > 0, overrides epochs.")
-    batch_size: int = Field(4, ge=1, description="Packed rows of max_seq_len tokens per step.")
+    batch_size: int = Field(
+        4, ge=1, description="Packed rows of max_seq_len tokens per optimizer step, across all processes (with "
+        "processes: N each process takes batch_size / N rows, so the same settings train the same way on 1 or N)."
+    )
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_seq_len: int = Field(512, ge=16, description="Packed sequence length in tokens.")
     packing: bool = Field(True, description="Pack samples into full-length sequences (no padding waste).")
@@ -193,7 +196,21 @@ class TrainConfig(_Section):
     save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints.")
     resume: bool = Field(True, description="Resume from the latest checkpoint of the same config + data.")
     logging_steps: int = Field(5, ge=1)
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores.")
+    threads: int = Field(0, ge=0, description="torch CPU threads per process; 0 = all cores, shared by the processes.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: ~30% slower steps, far less activation "
+        "memory. Off for the small default model; on for 7B-class models on GPUs.",
+    )
+    processes: int = Field(
+        1, ge=1, description="Training processes. 1 = train inside the lora_adapter step (the default). N > 1 = "
+        "lora_adapter starts `accelerate launch` with N data-parallel processes (one per GPU; on CPU they share the "
+        "cores, gloo backend) and waits for it; checkpoints and resume work the same.",
+    )
+    launcher_config: str | None = Field(
+        None, description="accelerate config file for the multi-process run, e.g. deploy/accelerate/fsdp.yaml or "
+        "deploy/accelerate/deepspeed_zero3.yaml for 7B-class models (relative to the project root). Empty = plain "
+        "DDP over train.processes. Setting it launches through accelerate even with processes: 1.",
+    )
 
 
 class ExportConfig(_Section):

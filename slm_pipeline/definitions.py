@@ -4,6 +4,7 @@ import dagster as dg
 
 from .defs import automation, data, delivery, monitoring, training
 from .defs.resources import PipelineSettings
+from .defs.scale_out import executor_from_env
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([data, training, delivery, monitoring]),
@@ -12,6 +13,7 @@ defs = dg.Definitions(
     schedules=[automation.quarterly_retrain_schedule],
     sensors=[automation.feedback_sensor, automation.corpus_change_sensor],
     resources={"settings": PipelineSettings()},
-    # One process: torch and the models are imported once, not per step.
-    executor=dg.in_process_executor,
+    # Local default: one process, so torch and the models are imported once, not per step. Scale-out
+    # (multiprocess, celery, k8s) is chosen by $SLM_PIPELINE_EXECUTOR: see defs/scale_out.py and deploy/.
+    executor=executor_from_env(),
 )

@@ -11,6 +11,9 @@
   by the samples' hash + base model + config + this code's version, so only a run of the same inputs resumes).
 - Device-agnostic: CUDA -> bf16 (QLoRA 4-bit NF4 base via bitsandbytes); CPU -> bf16 autocast where the CPU
   has bf16 matmul support, else fp32.
+- Multi-process: with `train.processes` > 1 (or an accelerate `train.launcher_config`) train_adapter starts the
+  same recipe in N processes under `accelerate launch` (core/distributed.py): DDP, FSDP or DeepSpeed ZeRO, one
+  process per GPU or gloo on CPU. train.batch_size stays the global batch; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from ..config import TrainConfig
+from . import distributed
 from .artifacts import atomic_write_text
 from .models import cpu_supports_bf16, load_tokenizer, pick_device
 
@@ -59,7 +63,14 @@ class TrainResult:
     final_train_loss: float | None
     resumed_from: str | None
     peak_rss_mb: float
+    processes: int = 1  # training processes (accelerate launch world size)
     log_history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainResult:
+        """Inverse of to_json (rank 0 of a multi-process run hands its result over as train_result.json)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names} | {"adapter_dir": Path(d["adapter_dir"])})
 
     @property
     def trainable_percent(self) -> float:
@@ -205,7 +216,7 @@ def _has_plain_lm_head(lm) -> bool:
             and not any(getattr(cfg, k, None) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling")))
 
 
-def labeled_token_loss(model, inputs: dict, num_items_in_batch=None):
+def labeled_token_loss(model, inputs: dict, num_items_in_batch=None, direct: bool = True):
     """Causal-LM cross-entropy that computes logits only where a label exists.
 
     The stock loss projects EVERY position onto the vocabulary (49k for SmolLM2) and log-softmaxes it in fp32,
@@ -213,11 +224,15 @@ def labeled_token_loss(model, inputs: dict, num_items_in_batch=None):
     projection + softmax (+ its zero-filled gradient) was ~25% of a training step; here only the next-token
     positions of assistant tokens go through lm_head. Same value as the stock loss: sum of token losses / number of label tokens (or
     / num_items_in_batch, which the Trainer passes so gradient accumulation averages over the whole batch).
+
+    direct=False: go through model's own forward (the stock loss). Needed when model is a DDP / FSDP / DeepSpeed
+    wrapper: its forward is what synchronises gradients or gathers the sharded weights, so calling the decoder
+    underneath it directly would bypass that.
     """
     inputs = dict(inputs)
     labels = inputs.pop("labels")
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # through the peft wrapper
-    if not _has_plain_lm_head(lm):
+    if not direct or not _has_plain_lm_head(lm):
         out = model(**inputs, labels=labels, **({"num_items_in_batch": num_items_in_batch}
                                                 if num_items_in_batch is not None else {}))
         return out.loss
@@ -237,8 +252,15 @@ def _make_trainer(**kwargs):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # The Trainer leaves mixed precision to accelerate, which autocasts model.forward only; this loss
             # calls the decoder and lm_head directly, so it must enter the same autocast itself.
+            from accelerate.utils import DistributedType
+
+            direct = self.accelerator.distributed_type == DistributedType.NO
             with self.accelerator.autocast():
-                loss = labeled_token_loss(model, inputs, num_items_in_batch)
+                loss = labeled_token_loss(model, inputs, num_items_in_batch, direct=direct)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # num_items_in_batch counts the label tokens of ALL processes and DDP averages the processes'
+                # gradients, so each process's share is scaled back up (as the stock Trainer loss does).
+                loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return AssistantTokenTrainer(**kwargs)
@@ -302,7 +324,7 @@ def _register_packed_attention() -> None:
 def resolve_precision(cfg: TrainConfig, device: str) -> str:
     if cfg.precision != "auto":
         return cfg.precision
-    if device == "cuda":
+    if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     # bf16 autocast roughly doubles matmul throughput on CPUs with AVX512-BF16/AMX; elsewhere it is slower.
     return "bf16" if cpu_supports_bf16() else "fp32"
@@ -312,16 +334,21 @@ def build_model(base_path: Path, cfg: TrainConfig, device: str, precision: str):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    sharded = distributed.sharded_launch()
     kwargs = {"dtype": torch.float32}
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
 
         compute = torch.bfloat16 if precision == "bf16" else torch.float32
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
-        )
-        kwargs["device_map"] = {"": device}
+        quant = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                     bnb_4bit_compute_dtype=compute)
+        if sharded:
+            # FSDP / ZeRO-3 shard float tensors only, of one dtype: store the 4-bit weights packed in bf16 and
+            # load everything else in bf16 too (the FSDP-QLoRA recipe); FSDP/DeepSpeed place the weights.
+            quant["bnb_4bit_quant_storage"] = kwargs["dtype"] = torch.bfloat16
+        else:
+            kwargs["device_map"] = {"": device}
+        kwargs["quantization_config"] = BitsAndBytesConfig(**quant)
     elif precision == "bf16":
         # The base is frozen: keeping it in bf16 spares autocast re-casting 135M+ fp32 weights every step
         # (~2x faster on CPU). peft keeps the trainable adapter weights in fp32.
@@ -330,10 +357,12 @@ def build_model(base_path: Path, cfg: TrainConfig, device: str, precision: str):
         _register_packed_attention()
         kwargs["attn_implementation"] = PACKED_ATTENTION
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
-    if cfg.method == "qlora":
-        # Casts norms to fp32 and enables input grads; gradient checkpointing off: tiny models, CPU-bound.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    else:
+    if cfg.method == "qlora" and not sharded:
+        # Casts norms to fp32 and enables input grads (a sharded model must keep one dtype: skipped there).
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif not sharded:  # FSDP's CPU-efficient loading leaves the weights of ranks > 0 on the meta device
         model = model.to(device)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in cfg.target_modules if t not in present]
@@ -408,7 +437,12 @@ def train_adapter(
     """Train an adapter and save it (standard PEFT format) into out_dir.
 
     stop_after_steps: end the run early after that many steps (checkpoint kept) — used to test resume.
+    With train.processes > 1 or a train.launcher_config, this starts `accelerate launch` and returns rank 0's
+    result; inside those processes it is the per-process recipe.
     """
+    if distributed.needs_launch(cfg):
+        return distributed.launch_training(base_path, train_samples, eval_samples, cfg, out_dir, checkpoint_dir,
+                                           log_fn=log_fn, stop_after_steps=stop_after_steps)
     from transformers import PrinterCallback, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -418,6 +452,10 @@ def train_adapter(
             f"only {len(train_samples)} training sample(s); add data to the corpus (need at least 2, "
             "and realistically hundreds)"
         )
+    world_size, rank, local_rank = distributed.world()
+    if cfg.batch_size % world_size:
+        raise TrainingError(f"train.batch_size ({cfg.batch_size}) must be a multiple of the {world_size} training "
+                            "processes: it is the batch of one optimizer step, split evenly over them")
     set_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -428,22 +466,15 @@ def train_adapter(
     eval_ds = build_dataset(tokenizer, eval_samples, cfg)[0] if eval_samples else None
     if len(train_ds) == 0:
         raise TrainingError("no training sample has assistant tokens within train.max_seq_len")
-    model = build_model(base_path, cfg, device, precision)
-    trainable, total = model.get_nb_trainable_parameters()
-    rows_per_step = cfg.batch_size * cfg.gradient_accumulation_steps
-    tokens_per_step = train_tokens / max(len(train_ds), 1) * rows_per_step
-    log_fn(
-        f"{cfg.method} on {device}/{precision}: {len(train_samples)} samples -> {len(train_ds)} rows, "
-        f"{train_tokens} tokens ({target_tokens} with loss); trainable {trainable:,} / {total:,} params "
-        f"({100 * trainable / total:.2f}%)"
-    )
 
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # Before the model: creating the arguments starts the process group of a multi-process run, which FSDP's
+    # and ZeRO-3's memory-saving model loading needs.
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_train_batch_size=cfg.batch_size // world_size,
+        per_device_eval_batch_size=max(1, cfg.batch_size // world_size),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -469,6 +500,21 @@ def train_adapter(
         remove_unused_columns=False,
         prediction_loss_only=True,  # eval needs the loss only; never gather full-vocabulary logits
         train_sampling_strategy="random" if cfg.packing else "group_by_length",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skips a graph walk per step
+    )
+    # One GPU per process: rank r of a launch trains on cuda:<local rank>.
+    placement = f"cuda:{local_rank}" if device == "cuda" and world_size > 1 else device
+    model = build_model(base_path, cfg, placement, precision)
+    trainable, total = model.get_nb_trainable_parameters()
+    rows_per_step = cfg.batch_size * cfg.gradient_accumulation_steps
+    tokens_per_step = train_tokens / max(len(train_ds), 1) * rows_per_step
+    log_fn(
+        f"{cfg.method} on {device}/{precision}"
+        f"{f' x {world_size} processes' if world_size > 1 else ''}: {len(train_samples)} samples -> "
+        f"{len(train_ds)} rows, {train_tokens} tokens ({target_tokens} with loss); trainable {trainable:,} / "
+        f"{total:,} params ({100 * trainable / total:.2f}%)"
     )
     trainer = _make_trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -486,10 +532,14 @@ def train_adapter(
 
         trainer.add_callback(StopEarly())
 
-    # Adapters start as the identity (lora_B = 0), so this is the base model's eval loss.
+    # Adapters start as the identity (lora_B = 0), so this is the base model's eval loss. A multi-process run
+    # measures it after training instead, with the adapter switched off: Trainer.evaluate() before train() marks
+    # the model as prepared without its DDP wrapper, and training then never synchronised the processes'
+    # gradients (seen with transformers 5.24 / accelerate 1.15: each rank stepped on its own gradient).
     base_eval_loss = None
+    multi = world_size > 1 or distributed.sharded_launch()
     resume = get_last_checkpoint(str(checkpoint_dir)) if cfg.resume else None
-    if eval_ds is not None:
+    if eval_ds is not None and not multi:
         base_eval_loss = _read_or_eval_base(trainer, checkpoint_dir)
         log_fn(f"base model eval loss {base_eval_loss:.4f}")
     if resume:
@@ -499,7 +549,7 @@ def train_adapter(
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - t0
-    history = trainer.state.log_history
+    history = list(trainer.state.log_history)
     steps_run = trainer.state.global_step - (_step_of(resume) if resume else 0)
     final_eval = None
     if eval_ds is not None:
@@ -509,11 +559,17 @@ def train_adapter(
                       else trainer.evaluate()["eval_loss"])
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
     train_losses = [h["loss"] for h in history if "loss" in h]
+    if eval_ds is not None and multi:
+        with trainer.accelerator.unwrap_model(trainer.model).disable_adapter():
+            base_eval_loss = trainer.evaluate(metric_key_prefix="base_eval")["base_eval_loss"]
+        log_fn(f"base model eval loss {base_eval_loss:.4f} (adapter switched off)")
 
     # ---- save (standard PEFT layout: adapter_config.json + adapter_model.safetensors)
     out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    if multi:
+        distributed.save_adapter(trainer, out_dir)  # every process takes part; rank 0 writes
+    else:
+        model.save_pretrained(out_dir)
     result = TrainResult(
         adapter_dir=out_dir,
         method=cfg.method,
@@ -533,9 +589,12 @@ def train_adapter(
         final_train_loss=train_losses[-1] if train_losses else None,
         resumed_from=resume,
         peak_rss_mb=_peak_rss_mb(),
+        processes=world_size,
         log_history=history,
     )
-    atomic_write_text(out_dir / "train_result.json", json.dumps(result.to_json(), indent=2, default=str))
+    if rank == 0:
+        tokenizer.save_pretrained(out_dir)
+        atomic_write_text(out_dir / "train_result.json", json.dumps(result.to_json(), indent=2, default=str))
     return result
 
 

@@ -11,6 +11,7 @@ from ..core.train import plot_loss_curve, train_adapter
 from .handles import BaseModel, InstructionPairs, LoraAdapter
 from .resources import PipelineSettings, TrainOverrides, md_image, numbers
 from .stage import Stage, pipeline_asset
+from .scale_out import training_op_tags
 
 GROUP = "training"
 
@@ -49,6 +50,7 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
     group_name=GROUP,
     kinds={"pytorch", "peft"},
     owners=["team:ml"],
+    op_tags=training_op_tags(),  # GPU request when the step runs as its own Kubernetes pod (defs/scale_out.py)
     description="LoRA / QLoRA / DoRA adapter trained on instruction_pairs (loss on assistant tokens only, packed "
     "sequences, checkpoints every train.save_steps). Checkpoints are keyed by the version (a hash of the samples, "
     "base weights, train settings and training code): a re-run on the same content resumes from the latest "
