@@ -10,8 +10,8 @@ from ..core.models import resolve_base_model
 from ..core.train import plot_loss_curve, train_adapter
 from .handles import BaseModel, InstructionPairs, LoraAdapter
 from .resources import PipelineSettings, TrainOverrides, md_image, numbers
-from .stage import Stage, pipeline_asset
 from .scale_out import training_op_tags
+from .stage import Stage, pipeline_asset
 
 GROUP = "training"
 
