@@ -43,7 +43,10 @@ class _Section(BaseModel):
 
 
 class CorpusConfig(_Section):
-    corpus_dir: str = Field("assets/corpus", description="Folder with documents (.md/.txt), FAQ (.csv) and chats (.jsonl).")
+    corpus_dir: str = Field(
+        "assets/corpus", description="Folder with documents (.md/.txt/.rst/.html/.pdf/.docx/.pptx), FAQ (.csv) and "
+        "chats (.jsonl)."
+    )
     faq_question_column: str = Field("question", description="CSV column holding the FAQ question.")
     faq_answer_column: str = Field("answer", description="CSV column holding the FAQ answer.")
     on_bad_record: Literal["error", "skip"] = Field(

@@ -2,6 +2,8 @@
 
 Supported inputs under `corpus.corpus_dir` (walked recursively, sorted, hidden files ignored):
   - `.md` / `.txt`  -> one "doc" record per file (`text`, `meta.title`)
+  - `.rst`, `.html`/`.htm`, `.pdf`, `.docx`, `.pptx` -> converted to Markdown first (core/convert.py), then one
+                       "doc" record like a Markdown file (`meta.format` names the original format)
   - `.csv`          -> one "faq" record per row (question/answer columns are configurable)
   - `.jsonl`        -> one "chat" record per line, either `{"messages": [{"role", "content"}]}`
                        or `{"turns": [{"speaker", "text"}]}`
@@ -29,14 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slm_pipeline.config import CorpusConfig
+from slm_pipeline.core.chunking import first_heading
+from slm_pipeline.core.convert import CONVERTED_EXTENSIONS, LEGACY_HINTS, ConversionError, to_markdown
 
 __all__ = ["CorpusError", "CorpusResult", "load_corpus", "preview_markdown", "SUPPORTED_EXTENSIONS"]
 
 DOC_EXTENSIONS = (".md", ".txt")
-SUPPORTED_EXTENSIONS = (*DOC_EXTENSIONS, ".csv", ".jsonl")
+SUPPORTED_EXTENSIONS = (*DOC_EXTENSIONS, *CONVERTED_EXTENSIONS, ".csv", ".jsonl")
 SUPPORTED_HELP = (
-    "supported: .md/.txt documents, .csv FAQ tables, .jsonl chats, or a folder written by "
-    "datasets.Dataset.save_to_disk"
+    "supported: .md/.txt/.rst/.html/.pdf/.docx/.pptx documents, .csv FAQ tables, .jsonl chats, or a folder "
+    "written by datasets.Dataset.save_to_disk"
 )
 # Marker files that make a folder a saved Hugging Face dataset rather than a folder to walk into.
 HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -141,9 +145,12 @@ def _read_source(path: Path, rel: str, cfg: CorpusConfig, report: Callable) -> l
         return _read_hf_dataset(path, rel, cfg, report)
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
+        hint = f"Save it as {LEGACY_HINTS[ext]}" if ext in LEGACY_HINTS else "Convert it"
         raise CorpusError(
             f"{path}: unsupported file type {ext or '(no extension)'!r} ({SUPPORTED_HELP}). "
-            "Convert it or move it out of the corpus folder.", path)
+            f"{hint} or move it out of the corpus folder.", path)
+    if ext in CONVERTED_EXTENSIONS:
+        return [_converted_doc_record(path, rel, cfg.max_file_mb)]
     text = _read_text(path, cfg.max_file_mb)
     if ext in DOC_EXTENSIONS:
         return [_doc_record(path, rel, text)]
@@ -152,13 +159,32 @@ def _read_source(path: Path, rel: str, cfg: CorpusConfig, report: Callable) -> l
     return _read_chats_jsonl(path, rel, text, report)
 
 
-def _read_text(path: Path, max_file_mb: float) -> str:
-    """Read a text file strictly as UTF-8, refusing oversized, binary and empty files."""
+def _check_size(path: Path, max_file_mb: float) -> None:
     size_mb = path.stat().st_size / 1e6
     if size_mb > max_file_mb:
         raise CorpusError(
             f"{path}: file is {size_mb:.1f} MB, over the {max_file_mb} MB limit; split it, remove it, or raise "
             "`corpus.max_file_mb`.", path)
+
+
+def _converted_doc_record(path: Path, rel: str, max_file_mb: float) -> dict:
+    """A PDF/Word/PowerPoint/HTML/reStructuredText file as a Markdown "doc" record."""
+    _check_size(path, max_file_mb)
+    try:
+        text, format_title = to_markdown(path)
+    except ConversionError as e:
+        raise CorpusError(f"{path}: {e}", path) from None
+    if not text.strip():
+        raise CorpusError(f"{path}: no text could be read from this {path.suffix.lower()} file; export it again "
+                          "with its text (not as images) or remove it from the corpus folder.", path)
+    record = _doc_record(path, rel, text, title=first_heading(text) or format_title)
+    record["meta"]["format"] = path.suffix.lower().lstrip(".")
+    return record
+
+
+def _read_text(path: Path, max_file_mb: float) -> str:
+    """Read a text file strictly as UTF-8, refusing oversized, binary and empty files."""
+    _check_size(path, max_file_mb)
     data = path.read_bytes()
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
@@ -185,9 +211,9 @@ def _record(rel: str, path: Path, kind: str, rid: str, line: int | None, meta: d
 def _doc_record(path: Path, rel: str, text: str, rid: str | None = None, line: int | None = None,
                 title: str | None = None) -> dict:
     if title is None:
-        # The first "# Title" heading names the document; otherwise the file name does.
-        title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), None)
-        title = title or Path(rel).stem.replace("_", " ").replace("-", " ").strip().capitalize()
+        # The first "# Title" heading (outside code blocks) names the document; otherwise the file name does.
+        title = first_heading(text)
+    title = title or Path(rel).stem.replace("_", " ").replace("-", " ").strip().capitalize()
     return _record(rel, path, "doc", rid or rel, line, {"title": title}, text=text.strip())
 
 

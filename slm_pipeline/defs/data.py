@@ -34,7 +34,7 @@ GROUP = "data"
     kinds={"python", "jsonl"},
     code_version="1",
     owners=["team:data"],
-    description="Documents (.md/.txt), FAQ (.csv) and chat transcripts (.jsonl) read from the corpus folder, "
+    description="Documents (.md/.txt/.rst/.html/.pdf/.docx/.pptx), FAQ (.csv) and chat transcripts (.jsonl) read from the corpus folder, "
     "validated and normalized to one record per document / FAQ row / chat. Contains raw PII.",
 )
 def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
