@@ -53,6 +53,11 @@ class CorpusConfig(_Section):
         "error", description="'error' stops at the first malformed record; 'skip' drops it and reports it."
     )
     max_file_mb: float = Field(50.0, gt=0, description="Refuse files larger than this (likely not a corpus file).")
+    max_text_loss: float = Field(
+        0.10, ge=0.0, le=1.0, description="Warn (CLI log and a WARN asset check in the UI) when more than this share "
+        "of the corpus text (words) reaches no chunk of the retrieval index, or no training sample; the warning "
+        "names the biggest losses (file › section) and their reasons.",
+    )
 
 
 class AnonymizeConfig(_Section):
@@ -152,8 +157,14 @@ class RetrievalConfig(_Section):
         0.40, ge=-1.0, le=2.0, description="Fallback without a scope classifier: at or above this best-chunk "
         "similarity the model may not answer with the refusal (its first token is suppressed). 2 disables it.",
     )
-    chunk_words: int = Field(80, ge=10, description="Split document sections longer than this many words.")
-    overlap_words: int = Field(20, ge=0, description="Words repeated at the start of the next piece of a split section.")
+    chunk_words: int = Field(
+        80, ge=10, description="Split document sections longer than this many words (at paragraphs, code blocks, "
+        "lines, sentences). The same chunks are the answers of the document training pairs.",
+    )
+    overlap_words: int = Field(
+        20, ge=0, description="At most this many words (whole sentences) of a split section's piece are repeated at "
+        "the start of the next one.",
+    )
     context_views: int = Field(
         1, ge=1, le=8, description="RAFT: training samples per FAQ/document answer, each with its own draw of "
         "distractors and oracle position (more practice at finding the answer among excerpts; longer training).",

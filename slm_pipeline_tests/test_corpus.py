@@ -174,6 +174,7 @@ def test_skip_mode_collects_problems_and_keeps_good_records(tmp_path):
     assert where == [("bin.md", 1), ("chats.jsonl", 2), ("chats.jsonl", 3), ("faq.csv", 2), ("latin.txt", 1)]
     assert all(p["error"] for p in res.problems)
     assert res.stats["n_problems"] == 5
+    assert res.stats["skipped_by_reason"] == {"binary": 1, "bad_record": 3, "not_utf8": 1}
 
 
 def test_skip_mode_with_nothing_usable_still_fails(tmp_path):

@@ -68,6 +68,7 @@ def test_pdf_without_text_layer_names_the_file_and_says_to_ocr_it(tmp_path, writ
     res = load_corpus(CorpusConfig(on_bad_record="skip"), tmp_path)  # skip mode: reported, the rest is read
     assert [r["id"] for r in res.records] == ["ok.md"]
     assert res.problems[0]["path"] == str(tmp_path / "scan.pdf") and "OCR" in res.problems[0]["error"]
+    assert res.stats["skipped_by_reason"] == {"unreadable_document": 1}
 
 
 def test_broken_and_legacy_files_say_what_to_do(tmp_path):

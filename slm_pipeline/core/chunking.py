@@ -2,7 +2,8 @@
 
 A document is cut at its Markdown headings (`#`..`######`; lines inside ``` / ~~~ fences are code, never
 headings), keeping the heading path ("Title › Section › Subsection"). A section longer than `max_words` is
-split, structure first: at paragraphs and whole code blocks, then a long paragraph at its lines (lists), then
+split (sizes by `budget_size`: words, but a URL, path or XML line counts as the several words it costs the model),
+structure first: at paragraphs and whole code blocks, then a long paragraph at its lines (lists), then
 at sentences, and only a single sentence longer than the budget at words; a long code block is split at its
 lines and every piece is fenced again. Each piece after the first starts with the last whole sentences (at most
 `overlap_words` words) of the one before, so it reads on from where the last one stopped. Nothing is left out:
@@ -19,8 +20,8 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-__all__ = ["Chunk", "ChunkSpan", "chunk_record", "chunk_records", "count_words", "first_heading", "record_words",
-           "split_markdown", "split_words"]
+__all__ = ["Chunk", "ChunkSpan", "budget_size", "chunk_record", "chunk_records", "count_words", "first_heading",
+           "record_words", "split_markdown", "split_words"]
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -125,8 +126,22 @@ def split_markdown(text: str, title: str) -> list[tuple[list[str], str]]:
     return [(p, body) for p, body, _, _ in _sections(text, title)]
 
 
-# A unit is the smallest thing a piece is built from: (text, separator before it, words, is code).
-_Unit = tuple[str, str, int, bool]
+# A unit is the smallest thing a piece is built from: (text, separator before it, words, size, is code).
+_Unit = tuple[str, str, int, int, bool]
+_PIECE = re.compile(r"\w+|[^\w\s]")
+
+
+def _cost(piece: str) -> int:
+    if piece.isalpha():
+        return 1 + len(piece) // 12  # a word; a very long identifier costs more
+    return 1 if len(piece) <= 2 else (len(piece) + 2) // 3  # numbers, hex ids, hashes: a few characters a token
+
+
+def budget_size(text: str) -> int:
+    """Size of `text` against the word budget: its words, but a long technical token (URL, path, XML tag, hex
+    number) counts as several: 3 per 4 pieces (letter runs, digit runs by 3 characters, punctuation marks),
+    about what it costs in model tokens."""
+    return max(count_words(text), (3 * sum(_cost(p) for p in _PIECE.findall(text)) + 3) // 4)
 
 
 def _blocks(body: str) -> list[tuple[str, bool]]:
@@ -158,63 +173,74 @@ def _blocks(body: str) -> list[tuple[str, bool]]:
     return [(b.strip("\n"), c) for b, c in blocks if b.strip()]
 
 
-def _units(body: str, max_words: int) -> list[_Unit]:
+def _code_units(block: str, sep: str, budget: int) -> list[_Unit]:
+    """A long code block as groups of whole lines, each fenced again (a line longer than the budget stays whole)."""
+    lines = block.split("\n")
+    closed = len(lines) > 1 and _FENCE.match(lines[-1]) is not None
+    fence, close = lines[0], (lines[-1] if closed else lines[0].strip()[:3])
+    inner = lines[1:-1] if closed else lines[1:]
     units: list[_Unit] = []
-    for b, (block, is_code) in enumerate(_blocks(body)):
-        sep = "\n\n" if b else ""
-        n = count_words(block)
-        if n <= max_words:
-            units.append((block, sep, n, is_code))
-        elif is_code:
-            lines = block.split("\n")
-            fence = lines[0]
-            close = lines[-1] if len(lines) > 1 and _FENCE.match(lines[-1]) else fence.strip()[:3]
-            inner = lines[1:-1] if len(lines) > 1 and _FENCE.match(lines[-1]) else lines[1:]
-            group: list[str] = []
-            first = True
-            for line in [*inner, None]:
-                if line is not None and (not group or count_words("\n".join([*group, line])) <= max_words):
-                    group.append(line)
-                    continue
-                if group:
-                    text = "\n".join([fence, *group, close])
-                    # The fence lines' words (a language tag) are counted once, with the first piece.
-                    words = count_words("\n".join(group)) + (count_words(fence) + count_words(close) if first else 0)
-                    units.append((text, sep if first else "\n\n", words, True))
-                    first = False
-                group = [line] if line is not None else []
-        else:
-            lines = [ln for ln in block.split("\n") if ln.strip()]
-            parts: list[tuple[str, str]] = []  # (text, separator)
-            for i, line in enumerate(lines):
-                line_sep = sep if i == 0 else "\n"
-                if count_words(line) <= max_words:
-                    parts.append((line, line_sep))
-                    continue
-                for j, sent in enumerate(_SENTENCE_END.split(line)):
-                    words = sent.split()
-                    for k in range(0, len(words), max_words):
-                        parts.append((" ".join(words[k:k + max_words]), line_sep if j == 0 and k == 0 else " "))
-            units += [(t, s, count_words(t), False) for t, s in parts]
+    group: list[str] = []
+    for line in [*inner, None]:
+        if line is not None and (not group or budget_size("\n".join([*group, line])) <= budget):
+            group.append(line)
+            continue
+        if group:
+            text = "\n".join([fence, *group, close])
+            # The fence lines' words (a language tag) are counted once, with the first piece.
+            words = count_words("\n".join(group)) + (0 if units else count_words(fence) + count_words(close))
+            units.append((text, sep if not units else "\n\n", words, budget_size(text), True))
+        group = [line] if line is not None else []
     return units
 
 
-def _tail(unit_texts: list[_Unit], overlap_words: int) -> str:
+def _prose_units(block: str, sep: str, budget: int) -> list[_Unit]:
+    """A long paragraph as its lines (list items), a long line as sentences, a long sentence as word runs."""
+    parts: list[tuple[str, str]] = []  # (text, separator)
+    for i, line in enumerate(ln for ln in block.split("\n") if ln.strip()):
+        line_sep = sep if i == 0 else "\n"
+        if budget_size(line) <= budget:
+            parts.append((line, line_sep))
+            continue
+        first = len(parts)  # the line's first part takes the line's separator, the rest a space
+        for sent in _SENTENCE_END.split(line):
+            run: list[str] = []
+            for word in [*sent.split(), None]:
+                if run and (word is None or budget_size(" ".join([*run, word])) > budget):
+                    parts.append((" ".join(run), line_sep if len(parts) == first else " "))
+                    run = []
+                if word is not None:
+                    run.append(word)
+    return [(t, s, count_words(t), budget_size(t), False) for t, s in parts]
+
+
+def _units(body: str, budget: int) -> list[_Unit]:
+    units: list[_Unit] = []
+    for b, (block, is_code) in enumerate(_blocks(body)):
+        sep = "\n\n" if b else ""
+        if budget_size(block) <= budget:
+            units.append((block, sep, count_words(block), budget_size(block), is_code))
+        else:
+            units += (_code_units if is_code else _prose_units)(block, sep, budget)
+    return units
+
+
+def _tail(units: list[_Unit], overlap_words: int) -> str:
     """The last whole sentences of a piece's prose, at most overlap_words words ('' after code)."""
-    if not overlap_words or not unit_texts or unit_texts[-1][3]:
+    if not overlap_words or not units or units[-1][4]:
         return ""
-    sentences = _SENTENCE_END.split(unit_texts[-1][0].split("\n")[-1])
+    sentences = _SENTENCE_END.split(units[-1][0].split("\n")[-1])
     tail: list[str] = []
     for sent in reversed(sentences):
-        if count_words(" ".join([sent, *tail])) > overlap_words:
+        if budget_size(" ".join([sent, *tail])) > overlap_words:
             break
         tail.insert(0, sent)
     return " ".join(tail)
 
 
-def _pieces(body: str, max_words: int, overlap_words: int) -> list[tuple[str, int]]:
+def _pieces(body: str, budget: int, overlap_words: int) -> list[tuple[str, int]]:
     """(piece text, words of the body the piece adds) — the counts add up to the body's words."""
-    if count_words(body) <= max_words:
+    if budget_size(body) <= budget:
         return [(body, count_words(body))]
     pieces: list[tuple[str, int]] = []
     current: list[_Unit] = []
@@ -222,16 +248,16 @@ def _pieces(body: str, max_words: int, overlap_words: int) -> list[tuple[str, in
 
     def render(units: list[_Unit], lead: str) -> str:
         out = lead
-        for i, (text, sep, _, _) in enumerate(units):
+        for i, (text, sep, *_) in enumerate(units):
             out += ((sep or "\n\n") if i or lead else "") + text
         return out.strip()
 
-    for unit in _units(body, max_words):
-        size = sum(u[2] for u in current) + count_words(tail)
-        if current and size + unit[2] > max_words:
+    for unit in _units(body, budget):
+        size = sum(u[3] for u in current) + budget_size(tail)
+        if current and size + unit[3] > budget:
             pieces.append((render(current, tail), sum(u[2] for u in current)))
             tail = _tail(current, overlap_words)
-            if count_words(tail) + unit[2] > max_words:
+            if budget_size(tail) + unit[3] > budget:
                 tail = ""
             current = []
         current.append(unit)

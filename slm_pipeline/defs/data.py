@@ -29,6 +29,26 @@ from .resources import (
 GROUP = "data"
 
 
+def coverage_metadata(cov: dict) -> dict:
+    """Dagster metadata of a core/coverage.py report: share reached, lost words by reason, biggest losses."""
+    return {
+        "text_share": dg.MetadataValue.float(cov["share"]),
+        "text_lost_words": cov["lost_words"],
+        "text_lost_by_reason": dg.MetadataValue.json(cov["lost_by_reason"]),
+        "text_biggest_losses": md_table(cov["biggest_losses"] or [{"source": "none", "section": "", "words": 0}]),
+        **({"text_loss_warning": dg.MetadataValue.md(f"**Warning:** {cov['warning']}")} if cov["warning"] else {}),
+    }
+
+
+def coverage_check(cov: dict, **also: dict) -> dg.AssetCheckResult:
+    """A non-blocking WARN check: passes while at most corpus.max_text_loss of the text is lost."""
+    return dg.AssetCheckResult(
+        passed=cov["warning"] is None, severity=dg.AssetCheckSeverity.WARN, description=cov["warning"],
+        metadata={**coverage_metadata(cov), "max_text_loss": cov["max_text_loss"],
+                  **{f"text_share_{k}": v["share"] for k, v in also.items()}},
+    )
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "jsonl"},
@@ -58,6 +78,7 @@ def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
             "artifact_dir": dg.MetadataValue.path(str(out)),
             "records": len(result.records),
             "skipped_bad_records": len(result.problems),
+            "skipped_by_reason": dg.MetadataValue.json(result.stats["skipped_by_reason"]),
             "total_chars": result.stats["total_chars"],
             "by_kind": dg.MetadataValue.json(result.stats["by_kind"]),
             "by_source": dg.MetadataValue.json(result.stats["by_source"]),
@@ -165,18 +186,24 @@ def retrieval_index(
                                                            "oracle_share"}))
     out = asset_dir(cfg, "retrieval_index") / version
     with atomic_dir(out) as tmp:
-        info = index_corpus(records, cfg.retrieval, tmp, gold, progress=context.log.info, out_of_scope=out_of_scope)
+        info = index_corpus(records, cfg.retrieval, tmp, gold, progress=context.log.info, out_of_scope=out_of_scope,
+                            max_text_loss=cfg.corpus.max_text_loss)
         write_manifest(tmp, asset="retrieval_index", version=version, anonymized_corpus=anonymized_corpus["version"],
                        config=cfg.retrieval.model_dump())
     set_latest(out.parent, version)
     recall = info.get("recall", {})
     context.log.info(f"{info['chunks']} chunks indexed -> {out}; gold fact recall {recall}")
+    coverage = info["coverage"]
+    if coverage["warning"]:
+        context.log.warning(coverage["warning"])
     return dg.Output(
         {"dir": str(out), "version": version, "chunks": info["chunks"]},
         metadata={
             "artifact_dir": dg.MetadataValue.path(str(out)),
             "chunks": info["chunks"],
             "chunks_by_kind": dg.MetadataValue.json(info["chunking"]["by_kind"]),
+            "skipped_by_reason": dg.MetadataValue.json(info["chunking"]["skipped_by_reason"]),
+            **coverage_metadata(coverage),
             "embedding_model": info["embedding_spec"],
             "embedding_dim": info["dim"],
             "index_mb": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 2),
@@ -204,6 +231,7 @@ def instruction_pairs(
 ) -> dg.Output[dict]:
     from datasets import Dataset, DatasetDict
 
+    from ..core.coverage import pairs_coverage
     from ..core.feedback import FeedbackStore, feedback_db_path
     from ..core.models import load_tokenizer
 
@@ -229,7 +257,7 @@ def instruction_pairs(
         text = tokenizer.apply_chat_template(messages, tokenize=False)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    contextualize, raft_report = None, {}
+    contextualize, trim_context, raft_report = None, None, {}
     if cfg.retrieval.enabled:
         from ..core.raft import add_retrieved_context
         from ..core.retrieval import open_index
@@ -244,12 +272,22 @@ def instruction_pairs(
             raft_report.update(report)
             return out
 
+        def trim_context(sample: dict) -> dict | None:
+            from ..core.retrieval import without_weakest_excerpt
+
+            return without_weakest_excerpt(sample, index.by_id, policy.system_prompt, policy.company)
+
     pairs_cfg = cfg.pairs
     if pairs_cfg.include_refusals is None:  # auto: the scope classifier refuses when retrieval is on
         pairs_cfg = pairs_cfg.model_copy(update={"include_refusals": not cfg.retrieval.enabled})
     result = build_pairs(records, policy, gold, pairs_cfg, count_tokens=count_tokens, seed=cfg.train.seed,
-                         contextualize=contextualize)
+                         contextualize=contextualize, trim_context=trim_context,
+                         chunk_words=cfg.retrieval.chunk_words, overlap_words=cfg.retrieval.overlap_words)
     result.report["retrieval_context"] = raft_report or None
+    coverage = pairs_coverage(records[:len(records) - len(feedback)], result, cfg.retrieval.chunk_words,
+                              cfg.retrieval.overlap_words, cfg.corpus.max_text_loss, pairs_cfg.include_docs,
+                              pairs_cfg.include_chats)
+    result.report["coverage"] = coverage
     train = [s for s in result.samples if s["split"] == "train"]
     evals = [s for s in result.samples if s["split"] == "eval"]
     version = version_of(anonymized_corpus["version"], base_model["fingerprint"], cfg.pairs.model_dump(),
@@ -272,7 +310,11 @@ def instruction_pairs(
                        feedback_corrections=len(feedback))
     set_latest(out.parent, version)
     rep = result.report
-    context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}")
+    context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}; made "
+                     f"shorter to fit: {rep['fitted']}; corpus text reaching a training sample: "
+                     f"{coverage['training']['share']:.1%}, the index or a sample: {coverage['either']['share']:.1%}")
+    if coverage["training"]["warning"]:
+        context.log.warning(coverage["training"]["warning"])
     lengths = list(result.token_counts.values())
     return dg.Output(
         {"dir": str(out), "train": str(out / "train.jsonl"), "eval": str(out / "eval.jsonl"), "version": version,
@@ -283,7 +325,10 @@ def instruction_pairs(
             "eval_samples": rep["n_eval"],
             "dropped": sum(rep["dropped"].values()),
             "dropped_by_reason": dg.MetadataValue.json(rep["dropped"]),
+            "fitted_by_reason": dg.MetadataValue.json(rep["fitted"]),
             "kept_by_source": dg.MetadataValue.json(rep["kept_by_source"]),
+            **coverage_metadata(coverage["training"]),
+            "text_share_index_or_training": coverage["either"]["share"],
             "gold_leaks_dropped": rep["gold_leaks_dropped"],
             "retrieval_context": dg.MetadataValue.json(raft_report or {"enabled": False}),
             "feedback_corrections": len(feedback),
@@ -314,3 +359,17 @@ def instruction_pairs_schema(settings: PipelineSettings, instruction_pairs: dict
                   "min_train_samples": cfg.pairs.min_train_samples,
                   "problems": dg.MetadataValue.json(problems[:20])},
     )
+
+
+@dg.asset_check(asset=retrieval_index, description="At most corpus.max_text_loss of the FAQ and document text may be "
+                "missing from the index's chunks (WARN: names the biggest losses; does not stop the run).")
+def retrieval_index_text_coverage(settings: PipelineSettings, retrieval_index: dict) -> dg.AssetCheckResult:
+    info = json.loads((Path(retrieval_index["dir"]) / "index.json").read_text())
+    return coverage_check(info["coverage"])
+
+
+@dg.asset_check(asset=instruction_pairs, description="At most corpus.max_text_loss of the corpus text may reach no "
+                "training sample (WARN: names the biggest losses and what to change; does not stop the run).")
+def instruction_pairs_text_coverage(settings: PipelineSettings, instruction_pairs: dict) -> dg.AssetCheckResult:
+    report = json.loads((Path(instruction_pairs["dir"]) / "report.json").read_text())
+    return coverage_check(report["coverage"]["training"], either=report["coverage"]["either"])
