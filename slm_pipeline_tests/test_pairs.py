@@ -295,3 +295,28 @@ def test_load_gold(tmp_path):
     p.write_text(json.dumps({**good, "question": ""}) + "\n")
     with pytest.raises(GoldError, match=r"gold.jsonl:1: field 'question'"):
         load_gold(p)
+
+
+def test_chunks_with_several_facts_give_several_short_pairs():
+    from slm_pipeline.core.doc_questions import doc_question, fact_questions
+
+    text = ("**`options.maxSendKbps`**\nMaximum send rate in KiB/s. The default is `0`, unlimited.\n\n"
+            "To restart the bike dock service on the station, run:\n\n```sh\n# as root\nsystemctl restart dock\n```\n\n"
+            "If your bike does not unlock after three tries, call the support line from the station.\n\n"
+            "A dock is the post that holds and charges one bike at a station.")
+    pairs = dict(fact_questions(text, "Station Guide", ["Docks"], "LoopBike", limit=5))
+    assert pairs["What is options.maxSendKbps for?"] == "Maximum send rate in KiB/s. The default is `0`, unlimited."
+    assert pairs["How do I restart the bike dock service on the station?"].endswith("systemctl restart dock\n```")
+    assert "What happens if my bike does not unlock after three tries?" in pairs  # asked as the user would
+    assert pairs["What is a dock?"] == "A dock is the post that holds and charges one bike at a station."
+    assert len(fact_questions(text, "Station Guide", ["Docks"], "LoopBike", limit=2)) == 2
+    assert fact_questions("It is a thing that we use. If omitted, nothing happens.", "T", [], "X", 5) == []
+    # The chunk question carries its context: the page title, or the parent when the heading is generic.
+    assert "Station Guide" in doc_question("LoopBike", "Station Guide", ["Docks"], "k1")
+    assert doc_question("LoopBike", "Load Balancing", ["Scenarios"], "k2").count("load balancing") == 1
+
+    doc = {"id": "d.md", "kind": "doc", "meta": {"title": "Station Guide"}, "text": f"# Station Guide\n\n## Docks\n\n{text}"}
+    res = build_pairs([doc], POLICY, [], cfg(include_refusals=False, doc_fact_questions=3))
+    ids = [s["id"] for s in res.samples]
+    assert ids[0] == "d.md#s0" and {"d.md#s0.f0", "d.md#s0.f1", "d.md#s0.f2"} <= set(ids)
+    assert res.report["doc_fact_pairs_kept"] >= 3 and res.spans["d.md#s0.f1"] == res.spans["d.md#s0"]

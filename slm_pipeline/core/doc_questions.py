@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["DOC_QUESTION_TEMPLATES", "IN_CONTEXT_TEMPLATES", "doc_question", "topic_phrase"]
+__all__ = ["DOC_QUESTION_TEMPLATES", "IN_CONTEXT_TEMPLATES", "doc_question", "fact_questions", "topic_phrase"]
 
 # A question about the topic alone (a page's intro, or a topic that names its context already) ...
 DOC_QUESTION_TEMPLATES = (
@@ -64,3 +64,107 @@ def doc_question(company: str, title: str, path: list[str] | tuple[str, ...], ke
         return DOC_QUESTION_TEMPLATES[pick % len(DOC_QUESTION_TEMPLATES)].format(company=company, topic=topic)
     return IN_CONTEXT_TEMPLATES[pick % len(IN_CONTEXT_TEMPLATES)].format(company=company, topic=topic,
                                                                          context=context)
+
+
+# ---------------------------------------------------------------------------------------------- fact questions
+
+_FENCED = re.compile(r"^\s*(```|~~~).*?^\s*\1[^\n]*$", re.MULTILINE | re.DOTALL)
+_TERM_LINE = re.compile(r"^\s*\*\*`?([^*`\n]{1,60}?)`?\*\*(?:\s*\(([^)\n]{1,20})\))?\s*$")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*(])")
+_DEFINITION = re.compile(r"^(The |An |A )?(`[^`]{1,50}`|[A-Za-z][\w-]*(?: [\w-]+){0,3}) (is|are) (?:a|an|the|used|"
+                         r"responsible|required|needed|enabled|disabled|set) ")
+_TO_DO = re.compile(r"^To ([a-z][^,.;:]{5,90}), ")
+_IF = re.compile(r"^If ([^,.;:]{5,90}), ")
+# A definition's subject or a condition starting with one of these depends on text the question would not carry.
+_VAGUE = {"this", "it", "that", "there", "these", "those", "they", "which", "he", "she", "we", "you", "i", "each",
+          "one", "some", "all", "both", "what", "who", "here", "such", "other", "only", "note", "so", "not", "on", "in",
+          "at", "for", "with", "by", "from", "to", "of", "as", "when", "where", "while", "after", "before", "omitted",
+          "set", "enabled", "disabled", "unset", "empty", "true", "false", "succeeded", "failed", "needed", "desired",
+          "necessary", "possible", "applicable", "present", "missing", "given", "specified", "used", "following"}
+_VERSION_NOTE = re.compile(r"^\*?(?:New|Changed) in version [^*]*\*?\s*")
+_LIST_OR_CODE = ("```", "~~~", "- ", "* ", "1. ", "1) ")
+_DEFAULT = re.compile(r"(?:the default is|defaults to|default value|by default)", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+_YOU = [(re.compile(r"\byou are\b"), "I am"), (re.compile(r"\byou're\b"), "I'm"), (re.compile(r"\byourself\b"), "myself"),
+        (re.compile(r"\byours\b"), "mine"), (re.compile(r"\byour\b"), "my"), (re.compile(r"\byou\b"), "I")]
+
+
+def _as_asker(text: str) -> str:
+    """A clause as the user would say it ("you want to share your folder" -> "I want to share my folder")."""
+    for pattern, repl in _YOU:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _concise(sentences: list[str], max_words: int = 45) -> str:
+    """The first sentences, up to about max_words words (at least one)."""
+    out: list[str] = []
+    for s in sentences:
+        if out and len(" ".join([*out, s]).split()) > max_words:
+            break
+        out.append(s)
+    return " ".join(out).strip()
+
+
+def fact_questions(text: str, title: str, path: list[str] | tuple[str, ...], company: str,
+                   limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` (question, concise answer) pairs for single facts stated in a chunk: a defined term
+    ("**`folder.markerName`**" followed by its description), "X is a ..." definitions, "To do X, ..."
+    instructions (with the code block that follows), "If X, ..." consequences, and default values. The answer is
+    the sentence(s) that state the fact, so a chunk with several facts gives several short pairs."""
+    if limit <= 0:
+        return []
+    topic = topic_phrase(path[-1] if path else title, company)
+    found: list[tuple[str, str]] = []
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
+    for i, block in enumerate(blocks):
+        lines = block.split("\n")
+        term = _TERM_LINE.match(lines[0])
+        if term:  # a definition list item: the term alone on its line, its description below or in the next block
+            body = "\n".join(lines[1:]).strip() or (blocks[i + 1] if i + 1 < len(blocks) else "")
+            body = _VERSION_NOTE.sub("", body)
+            if body and not body.startswith(("```", "**")):
+                name = re.sub(r"=<[^>]*>|\s*\([^)]*\)", "", term.group(1)).strip()
+                q = (f"{topic_phrase(path[-1], company) if path else title}: what does {name} mean?"
+                     if term.group(2) or " " not in name and "." not in name and not any(c.isupper() for c in name)
+                     else f"What is {name} for?")
+                answer = _concise(_SENTENCES.split(" ".join(body.split())))
+                if answer[:1].islower():  # "Folder Label" + "should be set to ...": the term is the subject
+                    answer = f"{name} {answer}"
+                found.append((q, answer))
+            continue
+        if block.startswith(("```", "~~~", "|")) or _FENCED.match(block):
+            continue
+        sentences = _SENTENCES.split(" ".join(block.split()))
+        for j, sent in enumerate(sentences):
+            if _PLACEHOLDER.search(sent) or len(sent.split()) < 6 or "**" in sent or " # " in sent:
+                continue
+            rest = sentences[j:]
+            m = _TO_DO.match(sent)
+            if m:
+                answer = _concise(rest, 40)
+                nxt = blocks[i + 1] if i + 1 < len(blocks) else ""
+                if answer.endswith(":"):  # "To do X, run:" + the command or the list of steps
+                    if not nxt.startswith(_LIST_OR_CODE):
+                        continue
+                    answer = f"{answer}\n\n{nxt}"
+                found.append((f"How do I {_as_asker(m.group(1))}?", answer))
+                continue
+            m = _IF.match(sent)
+            if m and len(m.group(1).split()) >= 4 and m.group(1).split()[0].lower() not in _VAGUE:
+                found.append((f"What happens if {_as_asker(m.group(1))}?", sent))
+                continue
+            m = _DEFINITION.match(sent)
+            if m and m.group(2).strip("`").lower().split()[0] not in _VAGUE:
+                article = (m.group(1) or "").lower()
+                found.append((f"What {m.group(3)} {article}{m.group(2)}?", _concise(rest, 40)))
+                continue
+            if path and path[-1].lower() not in _GENERIC and _DEFAULT.search(sent) and re.search(r"`|\d", sent):
+                found.append((f"What is the default for {topic} ({title})?", sent))
+    seen: set[str] = set()
+    out = []
+    for q, a in found:
+        if q.lower() not in seen and a and not _PLACEHOLDER.search(q):
+            seen.add(q.lower())
+            out.append((q, a))
+    return out[:limit]

@@ -13,7 +13,8 @@ Where samples come from:
   - records with `messages` (FAQ rows, chats, feedback): one sample each, turns normalized;
   - records with `text` (documents): one pair per chunk of core/chunking.py (the chunker the retrieval index
     uses: heading path, paragraphs, a word budget with overlap; a long section is split, never dropped), the
-    question from core/doc_questions.py (title and heading path as context), the answer the chunk text;
+    question from core/doc_questions.py (title and heading path as context), the answer the chunk text; plus up
+    to pairs.doc_fact_questions short pairs per chunk for single facts it states (`<id>#s<k>.f<j>`);
   - optional `teacher(title, chunk_text) -> [(question, answer), ...]`, called once per doc chunk (the text
     starts with its heading path). Use it to plug in an LLM that writes better questions; off by default;
   - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
@@ -43,7 +44,7 @@ import numpy as np
 
 from slm_pipeline.config import PairsConfig
 from slm_pipeline.core.chunking import chunk_record, count_words
-from slm_pipeline.core.doc_questions import doc_question
+from slm_pipeline.core.doc_questions import doc_question, fact_questions
 from slm_pipeline.core.policy import Policy
 
 __all__ = [
@@ -166,6 +167,7 @@ def build_pairs(
     samples = _assign_splits(kept, cfg.eval_fraction, seed)
     report = _report(records, candidates, samples, dropped, token_counts)
     report["fitted"] = dict(Counter(f["reason"] for f in fitted))
+    report["doc_fact_pairs_kept"] = sum(".f" in s["id"].rsplit("#s", 1)[-1] for s in samples if s["source"] == "doc")
     result = PairsResult(samples, report, dropped, token_counts, spans, fitted)
     if result.report["n_train"] < cfg.min_train_samples:
         raise PairsError(
@@ -203,6 +205,9 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
                 path = c.heading.split(" › ") if c.heading else []
                 out.append(_sample(sid, "doc", _qa(doc_question(policy.company, c.title, path, sid), c.text), policy))
                 spans[sid] = (rec["id"], span.start, span.end)
+                for j, (q, a) in enumerate(fact_questions(c.text, c.title, path, policy.company, cfg.doc_fact_questions)):
+                    out.append(_sample(f"{sid}.f{j}", "doc", _qa(q, a), policy))
+                    spans[f"{sid}.f{j}"] = spans[sid]
                 if teacher is not None:
                     teacher_samples = _teacher_samples(teacher, sid, c.title, f"{c.label}\n\n{c.text}", policy, drop)
                     spans.update({t["id"]: spans[sid] for t in teacher_samples})
