@@ -100,3 +100,20 @@ def test_too_long_samples_lose_their_weakest_excerpts_not_their_answer():
         assert s["oracle_ids"][0] in s["context_ids"]  # the answer's own excerpt stays
         assert s["messages"][0]["content"] == context_system_message(
             POLICY.system_prompt, POLICY.company, [by_id[i] for i in s["context_ids"]])
+
+
+def test_code_only_chunks_stay_in_the_index_but_make_no_pair():
+    code = "```json\n" + "\n".join(f'{{"url": "https://example.com/dl/loop-{i}.tar.gz", "size": {i * 1000}}},'
+                                   for i in range(40)) + "\n```"
+    doc = {"id": "docs/releases.md", "kind": "doc", "source": "docs/releases.md", "meta": {"title": "Releases"},
+           "text": f"# Releases\n\nThe release list is a JSON file in this format:\n\n{code}\n"}
+    res = build_pairs([doc], POLICY, [], PairsConfig(min_train_samples=1, include_refusals=False))
+    reasons = {d["reason"] for d in res.dropped}
+    assert reasons == {"code_only"}
+    # The sentence stays with the code it introduces: one pair for that chunk, one for the fact it states.
+    (first, fact) = res.samples
+    assert first["messages"][2]["content"].startswith("The release list is a JSON file in this format:\n\n```json")
+    assert fact["messages"][1]["content"] == "What is the release list?" and "```json" in fact["messages"][2]["content"]
+    cov = pairs_coverage([doc], res, 80, 20, 0.10)
+    assert cov["training"]["lost_by_reason"].keys() == {"code_only"} and "retrieval index" in cov["training"]["warning"]
+    assert cov["either"]["share"] == 1.0 and cov["either"]["warning"] is None

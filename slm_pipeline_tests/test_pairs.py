@@ -320,3 +320,4 @@ def test_chunks_with_several_facts_give_several_short_pairs():
     ids = [s["id"] for s in res.samples]
     assert ids[0] == "d.md#s0" and {"d.md#s0.f0", "d.md#s0.f1", "d.md#s0.f2"} <= set(ids)
     assert res.report["doc_fact_pairs_kept"] >= 3 and res.spans["d.md#s0.f1"] == res.spans["d.md#s0"]
+    assert doc_question("LoopBike", "Docks", ["Linux", "How to Set Up a Dock"], "k3") == "How do I set up a dock?"

@@ -255,11 +255,17 @@ def _pieces(body: str, budget: int, overlap_words: int) -> list[tuple[str, int]]
     for unit in _units(body, budget):
         size = sum(u[3] for u in current) + budget_size(tail)
         if current and size + unit[3] > budget:
+            # "... run this:" belongs with the code it introduces (a little over budget rather than alone).
+            lead_in = unit[4] and not current[-1][4] and current[-1][0].rstrip().endswith(":")
+            if lead_in and len(current) == 1 and not tail:
+                current.append(unit)
+                continue
+            carry = [current.pop()] if lead_in else []
             pieces.append((render(current, tail), sum(u[2] for u in current)))
-            tail = _tail(current, overlap_words)
+            tail = "" if carry else _tail(current, overlap_words)
             if budget_size(tail) + unit[3] > budget:
                 tail = ""
-            current = []
+            current = carry
         current.append(unit)
     if current:
         pieces.append((render(current, tail), sum(u[2] for u in current)))

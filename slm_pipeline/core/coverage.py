@@ -29,6 +29,7 @@ HINTS = {
     "answer_too_short": "lower pairs.min_answer_chars",
     "turns_cut": "raise pairs.max_tokens (and train.max_seq_len) to keep long chats whole",
     "empty_doc": "these documents have no text after conversion",
+    "code_only": "chunks of code without prose are no question/answer material; they stay in the retrieval index",
 }
 
 

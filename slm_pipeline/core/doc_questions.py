@@ -53,6 +53,8 @@ def doc_question(company: str, title: str, path: list[str] | tuple[str, ...], ke
     heading = (path[-1] if path else title).strip()
     if heading.endswith("?"):  # the heading is already a question
         return heading
+    if heading.lower().startswith("how to "):  # "How to set up a user service" is a question without its mark
+        return f"How do I {topic_phrase(heading[7:], company)}?"
     topic = topic_phrase(heading, company)
     pick = _stable_int(key)
     if heading.lower() in _GENERIC:  # "Scenarios" of "Load Balancing": the part of what
@@ -106,6 +108,13 @@ def _concise(sentences: list[str], max_words: int = 45) -> str:
     return " ".join(out).strip()
 
 
+def _with_what_follows(answer: str, following: str) -> str | None:
+    """An answer ending in ':' gets the code or list it introduces (no answer without one)."""
+    if not answer.endswith(":"):
+        return answer
+    return f"{answer}\n\n{following}" if following.startswith(_LIST_OR_CODE) else None
+
+
 def fact_questions(text: str, title: str, path: list[str] | tuple[str, ...], company: str,
                    limit: int) -> list[tuple[str, str]]:
     """Up to `limit` (question, concise answer) pairs for single facts stated in a chunk: a defined term
@@ -140,15 +149,12 @@ def fact_questions(text: str, title: str, path: list[str] | tuple[str, ...], com
             if _PLACEHOLDER.search(sent) or len(sent.split()) < 6 or "**" in sent or " # " in sent:
                 continue
             rest = sentences[j:]
+            nxt = blocks[i + 1] if i + 1 < len(blocks) else ""
             m = _TO_DO.match(sent)
             if m:
-                answer = _concise(rest, 40)
-                nxt = blocks[i + 1] if i + 1 < len(blocks) else ""
-                if answer.endswith(":"):  # "To do X, run:" + the command or the list of steps
-                    if not nxt.startswith(_LIST_OR_CODE):
-                        continue
-                    answer = f"{answer}\n\n{nxt}"
-                found.append((f"How do I {_as_asker(m.group(1))}?", answer))
+                answer = _with_what_follows(_concise(rest, 40), nxt)
+                if answer:
+                    found.append((f"How do I {_as_asker(m.group(1))}?", answer))
                 continue
             m = _IF.match(sent)
             if m and len(m.group(1).split()) >= 4 and m.group(1).split()[0].lower() not in _VAGUE:
@@ -156,8 +162,9 @@ def fact_questions(text: str, title: str, path: list[str] | tuple[str, ...], com
                 continue
             m = _DEFINITION.match(sent)
             if m and m.group(2).strip("`").lower().split()[0] not in _VAGUE:
-                article = (m.group(1) or "").lower()
-                found.append((f"What {m.group(3)} {article}{m.group(2)}?", _concise(rest, 40)))
+                article, answer = (m.group(1) or "").lower(), _with_what_follows(_concise(rest, 40), nxt)
+                if answer:
+                    found.append((f"What {m.group(3)} {article}{m.group(2)}?", answer))
                 continue
             if path and path[-1].lower() not in _GENERIC and _DEFAULT.search(sent) and re.search(r"`|\d", sent):
                 found.append((f"What is the default for {topic} ({title})?", sent))

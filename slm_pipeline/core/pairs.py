@@ -19,8 +19,9 @@ Where samples come from:
     starts with its heading path). Use it to plug in an LLM that writes better questions; off by default;
   - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
 
-Curation drops, in this order, and reports each drop with a reason: no user/assistant exchange, empty or
-garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
+Document chunks that are only code (pieces of a long code block) become no pair ("code_only"; they stay in the
+retrieval index). Curation drops, in this order, and reports each drop with a reason: no user/assistant
+exchange, empty or garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
 questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
 and samples over max_tokens (only when `count_tokens` is given; it should render with the model's chat template).
 A sample over max_tokens is first made to fit: `trim_context(sample)` (given by the caller when samples carry
@@ -203,8 +204,12 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
             for k, span in enumerate(chunk_record(rec, chunk_words, overlap_words)):
                 c, sid = span.chunk, f"{rec['id']}#s{k}"
                 path = c.heading.split(" › ") if c.heading else []
-                out.append(_sample(sid, "doc", _qa(doc_question(policy.company, c.title, path, sid), c.text), policy))
+                sample = _sample(sid, "doc", _qa(doc_question(policy.company, c.title, path, sid), c.text), policy)
                 spans[sid] = (rec["id"], span.start, span.end)
+                if not _prose(c.text).strip():  # a piece of a long code block: no answer to a question
+                    drop(sample, "code_only", "a chunk of code without prose; it stays in the retrieval index")
+                    continue
+                out.append(sample)
                 for j, (q, a) in enumerate(fact_questions(c.text, c.title, path, policy.company, cfg.doc_fact_questions)):
                     out.append(_sample(f"{sid}.f{j}", "doc", _qa(q, a), policy))
                     spans[f"{sid}.f{j}"] = spans[sid]
