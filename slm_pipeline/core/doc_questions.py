@@ -85,6 +85,8 @@ _VAGUE = {"this", "it", "that", "there", "these", "those", "they", "which", "he"
           "necessary", "possible", "applicable", "present", "missing", "given", "specified", "used", "following"}
 _VERSION_NOTE = re.compile(r"^\*?(?:New|Changed) in version [^*]*\*?\s*")
 _LIST_OR_CODE = ("```", "~~~", "- ", "* ", "1. ", "1) ")
+# A clause pointing at something said before ("to avoid such issues", "if this happens") makes a vague question.
+_REFERS_BACK = re.compile(r"\b(?:such|this|that|these|those|it|them|above|below|former|latter)\b", re.IGNORECASE)
 _DEFAULT = re.compile(r"(?:the default is|defaults to|default value|by default)", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 _YOU = [(re.compile(r"\byou are\b"), "I am"), (re.compile(r"\byou're\b"), "I'm"), (re.compile(r"\byourself\b"), "myself"),
@@ -109,8 +111,11 @@ def _concise(sentences: list[str], max_words: int = 45) -> str:
 
 
 def _with_what_follows(answer: str, following: str) -> str | None:
-    """An answer ending in ':' gets the code or list it introduces (no answer without one)."""
-    if not answer.endswith(":"):
+    """An answer ending in ':' (or not ending a sentence: "..., use") gets the code or list it introduces (no
+    answer without one); a fact stated in fewer than 4 words is no answer."""
+    if len(answer.split()) < 4:
+        return None
+    if answer.rstrip("*_`)\"'").endswith((".", "!", "?")):
         return answer
     return f"{answer}\n\n{following}" if following.startswith(_LIST_OR_CODE) else None
 
@@ -140,7 +145,8 @@ def fact_questions(text: str, title: str, path: list[str] | tuple[str, ...], com
                 answer = _concise(_SENTENCES.split(" ".join(body.split())))
                 if answer[:1].islower():  # "Folder Label" + "should be set to ...": the term is the subject
                     answer = f"{name} {answer}"
-                found.append((q, answer))
+                if len(answer.split()) >= 4:
+                    found.append((q, answer))
             continue
         if block.startswith(("```", "~~~", "|")) or _FENCED.match(block):
             continue
@@ -151,13 +157,14 @@ def fact_questions(text: str, title: str, path: list[str] | tuple[str, ...], com
             rest = sentences[j:]
             nxt = blocks[i + 1] if i + 1 < len(blocks) else ""
             m = _TO_DO.match(sent)
-            if m:
+            if m and not _REFERS_BACK.search(m.group(1)):
                 answer = _with_what_follows(_concise(rest, 40), nxt)
                 if answer:
                     found.append((f"How do I {_as_asker(m.group(1))}?", answer))
                 continue
             m = _IF.match(sent)
-            if m and len(m.group(1).split()) >= 4 and m.group(1).split()[0].lower() not in _VAGUE:
+            if m and len(m.group(1).split()) >= 4 and m.group(1).split()[0].lower() not in _VAGUE \
+                    and not _REFERS_BACK.search(m.group(1)):
                 found.append((f"What happens if {_as_asker(m.group(1))}?", sent))
                 continue
             m = _DEFINITION.match(sent)
