@@ -52,10 +52,10 @@ def coverage_check(cov: dict, **also: dict) -> dg.AssetCheckResult:
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "jsonl"},
-    code_version="1",
+    code_version="2",  # 2: .rst/.html/.pdf/.docx/.pptx converted to Markdown
     owners=["team:data"],
-    description="Documents (.md/.txt/.rst/.html/.pdf/.docx/.pptx), FAQ (.csv) and chat transcripts (.jsonl) read from the corpus folder, "
-    "validated and normalized to one record per document / FAQ row / chat. Contains raw PII.",
+    description="Documents (.md/.txt/.rst/.html/.pdf/.docx/.pptx), FAQ (.csv) and chat transcripts (.jsonl) read "
+    "from the corpus folder, validated and normalized to one record per document / FAQ row / chat. Contains raw PII.",
 )
 def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[dict]:
     cfg = settings.load()
@@ -166,7 +166,7 @@ def anonymized_corpus_no_pii_leak(settings: PipelineSettings, anonymized_corpus:
 @dg.asset(
     group_name=GROUP,
     kinds={"lancedb", "python"},
-    code_version="1",
+    code_version="2",  # 2: structure-aware chunker (code blocks, lines, sentence overlap, technical-token budget)
     owners=["team:data"],
     description="Chunks of anonymized_corpus (FAQ rows; document sections by heading path, long ones split with "
     "overlap) embedded with retrieval.embedding_model into an embedded LanceDB table, with a bm25s lexical "
@@ -217,9 +217,9 @@ def retrieval_index(
 @dg.asset(
     group_name=GROUP,
     kinds={"huggingface", "jsonl"},
-    code_version="1",
+    code_version="2",  # 2: doc pairs per index chunk + fact pairs; too-long samples shortened before dropping
     owners=["team:data"],
-    description="Chat-formatted instruction samples from FAQ rows, chats, document sections and refusal examples; "
+    description="Chat-formatted instruction samples from FAQ rows, chats, document chunks (the index's) and refusal examples; "
     "with retrieval on, each system message carries the chunks retrieval_index returns for the question (RAFT: "
     "the answer's own chunk in retrieval.oracle_share of samples, distractors only in the rest), in the template "
     "`serve` uses. Assistant targets never contain anonymization tags; deduplicated, length-filtered, "
