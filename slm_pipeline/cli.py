@@ -63,7 +63,10 @@ def cmd_run(args) -> int:
         print(f"  {mat.asset_key.to_user_string():<20} {where.value if where else ''}")
     blocked = []  # failed blocking checks: a verdict on the data or the model, explained by the check itself
     for check in result.get_asset_check_evaluations():
-        print(f"  check {check.check_name:<36} {'passed' if check.passed else 'FAILED'}")
+        warn = not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        print(f"  check {check.check_name:<36} {'passed' if check.passed else 'WARNING' if warn else 'FAILED'}")
+        if warn and check.description:  # e.g. too much corpus text lost: loud, but the run goes on
+            print(f"\n  WARNING: {check.description}\n")
         if not check.passed and check.blocking:
             blocked.append(check)
     for check in blocked:

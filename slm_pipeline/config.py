@@ -44,13 +44,21 @@ class _Section(BaseModel):
 
 
 class CorpusConfig(_Section):
-    corpus_dir: str = Field("assets/corpus", description="Folder with documents (.md/.txt), FAQ (.csv) and chats (.jsonl).")
+    corpus_dir: str = Field(
+        "assets/corpus", description="Folder with documents (.md/.txt/.rst/.html/.pdf/.docx/.pptx), FAQ (.csv) and "
+        "chats (.jsonl)."
+    )
     faq_question_column: str = Field("question", description="CSV column holding the FAQ question.")
     faq_answer_column: str = Field("answer", description="CSV column holding the FAQ answer.")
     on_bad_record: Literal["error", "skip"] = Field(
         "error", description="'error' stops at the first malformed record; 'skip' drops it and reports it."
     )
     max_file_mb: float = Field(50.0, gt=0, description="Refuse files larger than this (likely not a corpus file).")
+    max_text_loss: float = Field(
+        0.10, ge=0.0, le=1.0, description="Warn (CLI log and a WARN asset check in the UI) when more than this share "
+        "of the corpus text (words) reaches no chunk of the retrieval index, or no training sample; the warning "
+        "names the biggest losses (file › section) and their reasons.",
+    )
 
 
 class AnonymizeConfig(_Section):
@@ -105,6 +113,11 @@ class PairsConfig(_Section):
     eval_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="Share of samples held out for eval loss.")
     include_docs: bool = Field(True, description="Build pairs from knowledge-base sections.")
     include_chats: bool = Field(True, description="Build multi-turn samples from support chat transcripts.")
+    doc_fact_questions: int = Field(
+        2, ge=0, le=10, description="Besides the pair per document chunk, up to this many short pairs per chunk for "
+        "single facts it states (a defined setting, 'To do X, ...', 'If X, ...', 'X is a ...', a default value), "
+        "answered with just those sentences. 0 = off.",
+    )
     include_refusals: bool | None = Field(
         None, description="Add refusal pairs for the policy's out-of-scope examples. Empty = only when "
         "retrieval is off: with retrieval the scope classifier refuses before the model runs, and without refusal "
@@ -150,8 +163,14 @@ class RetrievalConfig(_Section):
         0.40, ge=-1.0, le=2.0, description="Fallback without a scope classifier: at or above this best-chunk "
         "similarity the model may not answer with the refusal (its first token is suppressed). 2 disables it.",
     )
-    chunk_words: int = Field(80, ge=10, description="Split document sections longer than this many words.")
-    overlap_words: int = Field(20, ge=0, description="Words repeated at the start of the next piece of a split section.")
+    chunk_words: int = Field(
+        80, ge=10, description="Split document sections longer than this many words (at paragraphs, code blocks, "
+        "lines, sentences). The same chunks are the answers of the document training pairs.",
+    )
+    overlap_words: int = Field(
+        20, ge=0, description="At most this many words (whole sentences) of a split section's piece are repeated at "
+        "the start of the next one.",
+    )
     context_views: int = Field(
         1, ge=1, le=8, description="RAFT: training samples per FAQ/document answer, each with its own draw of "
         "distractors and oracle position (more practice at finding the answer among excerpts; longer training).",

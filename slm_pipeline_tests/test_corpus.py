@@ -136,7 +136,8 @@ def test_preview_markdown(tmp_path):
         ("faq.csv", "question,answer\nA?,\n", ["faq.csv:2", "empty 'answer'"]),
         ("faq.csv", "question,answer\n\n", ["faq.csv", "no rows"]),
         ("empty.md", "  \n", ["empty.md", "empty"]),
-        ("notes.pdf", "%PDF", ["notes.pdf", "unsupported file type '.pdf'", ".jsonl"]),
+        ("notes.pdf", "%PDF", ["notes.pdf", "not a readable PDF", "re-export it"]),
+        ("slides.key", "x", ["slides.key", "unsupported file type '.key'", ".docx", ".jsonl"]),
         ("img.md", b"# x\nab\x00cd", ["img.md:2", "binary"]),
         ("latin.md", "# Café\nok\n".encode("latin-1"), ["latin.md:1", "byte offset 5", "UTF-8", "iconv"]),
     ],
@@ -173,6 +174,7 @@ def test_skip_mode_collects_problems_and_keeps_good_records(tmp_path):
     assert where == [("bin.md", 1), ("chats.jsonl", 2), ("chats.jsonl", 3), ("faq.csv", 2), ("latin.txt", 1)]
     assert all(p["error"] for p in res.problems)
     assert res.stats["n_problems"] == 5
+    assert res.stats["skipped_by_reason"] == {"binary": 1, "bad_record": 3, "not_utf8": 1}
 
 
 def test_skip_mode_with_nothing_usable_still_fails(tmp_path):

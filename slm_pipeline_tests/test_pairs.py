@@ -8,7 +8,6 @@ from slm_pipeline.core.pairs import (
     PairsError,
     build_pairs,
     shingles,
-    split_sections,
     token_length_histogram_markdown,
     validate_sample,
 )
@@ -76,17 +75,19 @@ def test_faq_chat_doc_and_refusal_formats():
     assert turns[0]["content"] == "Hi, my order has not arrived.\n\nIt was due on Monday."
     assert turns[-1]["content"] == "It arrives tomorrow before noon."
 
-    intro, battery, service = s["docs/care.md#s0"], s["docs/care.md#s1"], s["docs/care.md#s2"]
+    # One pair per chunk of the retrieval chunker: every heading (### too) opens its own, with its heading path.
+    intro, battery, winter, service = (s[f"docs/care.md#s{k}"] for k in range(4))
     assert intro["source"] == "doc"
     assert intro["messages"][2]["content"] == "Looking after your bike keeps it safe."
-    assert battery["messages"][2]["content"] == "Store the battery indoors at room temperature.\n\n### Winter\nCharge it to half."
+    assert battery["messages"][2]["content"] == "Store the battery indoors at room temperature."
     assert "battery storage" in battery["messages"][1]["content"].lower()
+    assert "winter" in winter["messages"][1]["content"].lower() and winter["messages"][2]["content"] == "Charge it to half."
     assert service["messages"][1]["content"] == "How often should I service my bike?"
 
     refusals = [x for x in res.samples if x["source"] == "refusal"]
     assert sorted(r["messages"][1]["content"] for r in refusals) == sorted(POLICY.out_of_scope_examples)
     assert all(r["messages"][2]["content"] == POLICY.refusal for r in refusals)
-    assert res.report["candidates_by_source"] == {"faq": 1, "chat": 1, "doc": 3, "refusal": 2}
+    assert res.report["candidates_by_source"] == {"faq": 1, "chat": 1, "doc": 4, "refusal": 2}
 
 
 def test_doc_questions_are_deterministic_and_varied():
@@ -95,15 +96,18 @@ def test_doc_questions_are_deterministic_and_varied():
     q1 = [x["messages"][1]["content"] for x in build_pairs([doc], POLICY, [], cfg()).samples]
     q2 = [x["messages"][1]["content"] for x in build_pairs([doc], POLICY, [], cfg()).samples]
     assert q1 == q2
-    assert "What does LoopBike say about brake pads?" in q1 or "Can you tell me about brake pads?" in q1 \
-        or "Guide: Brake Pads?" in q1 or "I have a question about brake pads. What should I know?" in q1
+    assert any("brake pads" in q and "Guide" in q for q in q1)  # the topic, in its page's context
     assert len({q.split(" ")[0] for q in q1}) >= 3  # several templates in use
 
 
-def test_split_sections():
-    assert split_sections("# T\n\n## A\none\n## Empty\n\n## B\ntwo", "T") == [("A", "one"), ("B", "two")]
-    assert split_sections("plain text only", "Notes") == [("Notes", "plain text only")]
-
+def test_long_sections_become_several_pairs_not_a_drop():
+    long = " ".join(f"Rule {i}: keep the chain number {i} clean and oiled every week." for i in range(40))
+    doc = {"id": "d.md", "kind": "doc", "meta": {"title": "Guide"}, "text": f"# Guide\n\n## Chain care\n\n{long}\n"}
+    res = build_pairs([doc], POLICY, [], cfg(include_refusals=False), chunk_words=60, overlap_words=10)
+    answers = [x["messages"][2]["content"] for x in res.samples]
+    assert len(answers) >= 5 and all(len(a.split()) <= 60 for a in answers) and not res.dropped
+    assert all("chain care" in x["messages"][1]["content"].lower() for x in res.samples)
+    assert "Rule 39: keep the chain number 39 clean" in answers[-1]
 
 def test_teacher_hook_and_errors_reported():
     doc = {"id": "d.md", "kind": "doc", "meta": {"title": "Guide"},
@@ -117,7 +121,7 @@ def test_teacher_hook_and_errors_reported():
         return [("How often should brake pads be checked?", "Every month, at least.")]
 
     res = build_pairs([doc], POLICY, [], cfg(include_refusals=False), teacher=teacher)
-    assert calls[0] == ("Guide", "Brakes\n\nCheck the brake pads monthly.")
+    assert calls[0] == ("Guide", "Guide › Brakes\n\nCheck the brake pads monthly.")
     assert by_id(res)["d.md#s0.t0"]["source"] == "teacher"
     assert res.report["dropped"]["teacher_error"] == 1
     assert "model offline" in res.dropped[0]["detail"]
@@ -291,3 +295,29 @@ def test_load_gold(tmp_path):
     p.write_text(json.dumps({**good, "question": ""}) + "\n")
     with pytest.raises(GoldError, match=r"gold.jsonl:1: field 'question'"):
         load_gold(p)
+
+
+def test_chunks_with_several_facts_give_several_short_pairs():
+    from slm_pipeline.core.doc_questions import doc_question, fact_questions
+
+    text = ("**`options.maxSendKbps`**\nMaximum send rate in KiB/s. The default is `0`, unlimited.\n\n"
+            "To restart the bike dock service on the station, run:\n\n```sh\n# as root\nsystemctl restart dock\n```\n\n"
+            "If your bike does not unlock after three tries, call the support line from the station.\n\n"
+            "A dock is the post that holds and charges one bike at a station.")
+    pairs = dict(fact_questions(text, "Station Guide", ["Docks"], "LoopBike", limit=5))
+    assert pairs["What is options.maxSendKbps for?"] == "Maximum send rate in KiB/s. The default is `0`, unlimited."
+    assert pairs["How do I restart the bike dock service on the station?"].endswith("systemctl restart dock\n```")
+    assert "What happens if my bike does not unlock after three tries?" in pairs  # asked as the user would
+    assert pairs["What is a dock?"] == "A dock is the post that holds and charges one bike at a station."
+    assert len(fact_questions(text, "Station Guide", ["Docks"], "LoopBike", limit=2)) == 2
+    assert fact_questions("It is a thing that we use. If omitted, nothing happens.", "T", [], "X", 5) == []
+    # The chunk question carries its context: the page title, or the parent when the heading is generic.
+    assert "Station Guide" in doc_question("LoopBike", "Station Guide", ["Docks"], "k1")
+    assert doc_question("LoopBike", "Load Balancing", ["Scenarios"], "k2").count("load balancing") == 1
+
+    doc = {"id": "d.md", "kind": "doc", "meta": {"title": "Station Guide"}, "text": f"# Station Guide\n\n## Docks\n\n{text}"}
+    res = build_pairs([doc], POLICY, [], cfg(include_refusals=False, doc_fact_questions=3))
+    ids = [s["id"] for s in res.samples]
+    assert ids[0] == "d.md#s0" and {"d.md#s0.f0", "d.md#s0.f1", "d.md#s0.f2"} <= set(ids)
+    assert res.report["doc_fact_pairs_kept"] >= 3 and res.spans["d.md#s0.f1"] == res.spans["d.md#s0"]
+    assert doc_question("LoopBike", "Docks", ["Linux", "How to Set Up a Dock"], "k3") == "How do I set up a dock?"

@@ -178,6 +178,33 @@ def test_planted_canaries_never_reach_anonymized_corpus_or_pairs(tmp_path, tiny_
         assert not leaked, f"{asset} leaks {leaked}"
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["anonymized_corpus_no_pii_leak"] and checks["instruction_pairs_schema"]
+    assert checks["retrieval_index_text_coverage"] and checks["instruction_pairs_text_coverage"]
+
+
+def test_a_run_losing_corpus_text_warns_in_the_cli_and_the_ui_naming_the_loss(tmp_path, tiny_model_dir, capsys,
+                                                                              monkeypatch):
+    from slm_pipeline.cli import main
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    corpus = planted_corpus(tmp_path / "corpus")
+    french = " ".join(["Le vélo se range dans un endroit sec et la batterie se charge chaque semaine en hiver."] * 12)
+    (corpus / "docs" / "entretien.md").write_text(f"# Bike care\n\n## Winter care\n\n{french}\n")
+    cfg = write_config(tmp_path, tiny_model_dir, corpus_dir=corpus)
+    assert main(["--config", str(cfg), "run", "--select", "*instruction_pairs"]) == 0  # a warning, not a failure
+    out = capsys.readouterr().out
+    assert "check instruction_pairs_text_coverage" in out and "WARNING" in out
+    warning = out.split("WARNING: ", 1)[1]
+    assert warning.startswith("Only ") and "docs/entretien.md › Winter care" in warning and "non_english" in warning
+    assert "check retrieval_index_text_coverage        passed" in out  # the index keeps that text
+
+    record = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("instruction_pairs"))  # as the UI
+    meta = record.asset_materialization.metadata
+    assert meta["text_share"].value < 0.9 and meta["text_lost_by_reason"].value["non_english"] > 100
+    assert "entretien.md" in meta["text_loss_warning"].value
 
 
 def test_cli_reports_a_failed_blocking_check_and_what_it_held_back(tmp_path, tiny_model_dir, capsys, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from conftest import PROJECT_ROOT, TINY_RECORDS
 
 from slm_pipeline.config import EvalConfig, PairsConfig, RetrievalConfig
-from slm_pipeline.core.chunking import chunk_records, split_markdown, split_words
+from slm_pipeline.core.chunking import chunk_record, chunk_records, record_words, split_markdown, split_words
 from slm_pipeline.core.gate import promotion_decision
 from slm_pipeline.core.grounding import Grounder
 from slm_pipeline.core.pairs import PLACEHOLDER, build_pairs, validate_sample
@@ -28,11 +28,28 @@ def test_markdown_sections_keep_heading_path_and_code_comments_are_not_headings(
 
 
 def test_long_sections_split_with_overlap_and_nothing_lost():
-    body = "\n\n".join(f"Paragraph {i} " + " ".join(f"w{i}_{j}" for j in range(30)) + "." for i in range(6))
+    body = "\n\n".join(f"Paragraph {i} " + " ".join(f"w{i}_{j}" for j in range(30)) + ". It ends here." for i in range(6))
     pieces = split_words(body, max_words=70, overlap_words=10)
     assert len(pieces) > 1 and all(len(p.split()) <= 70 for p in pieces)
     assert all(w in " ".join(pieces) for w in body.split())  # every word is in some piece
-    assert pieces[0].split()[-10:] == pieces[1].split()[:10]  # overlap carries the boundary
+    assert pieces[1].startswith("It ends here.\n\nParagraph")  # overlap: the last whole sentence before the cut
+
+
+def test_long_code_blocks_and_lists_split_at_lines_and_stay_code():
+    code = "```sh\n" + "\n".join(f"# step {i}\nrun --flag value{i}" for i in range(40)) + "\n```"
+    items = "\n".join(f"- item {i} with a few words in it" for i in range(30))
+    pieces = split_words(f"Intro sentence.\n\n{code}\n\n{items}", max_words=60, overlap_words=10)
+    code_pieces = [p for p in pieces if "run --flag" in p]
+    assert len(code_pieces) >= 2 and all(p.startswith("```sh\n") for p in code_pieces)
+    assert all(p.count("```") % 2 == 0 for p in pieces)  # every piece's code is fenced again
+    assert all(line.startswith("- item") for p in pieces[-2:] for line in p.split("\n"))  # list lines kept whole
+    rec = {"id": "d", "kind": "doc", "meta": {"title": "T"},
+           "text": f"# T\n\nIntro.\n\n## Steps\n\n{code}\n\n{items}\n\n## Empty\n"}
+    spans = chunk_record(rec, 60, 10)
+    # Every word of the document is in exactly one chunk's span, headings and all.
+    assert spans[0].start == 0 and spans[-1].end == record_words(rec)
+    assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert not any(c.chunk.heading.startswith("step") for c in spans)  # "# step 3" in code is not a heading
 
 
 def test_chunks_carry_title_heading_and_skip_chats():

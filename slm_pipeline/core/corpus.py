@@ -2,6 +2,8 @@
 
 Supported inputs under `corpus.corpus_dir` (walked recursively, sorted, hidden files ignored):
   - `.md` / `.txt`  -> one "doc" record per file (`text`, `meta.title`)
+  - `.rst`, `.html`/`.htm`, `.pdf`, `.docx`, `.pptx` -> converted to Markdown first (core/convert.py), then one
+                       "doc" record like a Markdown file (`meta.format` names the original format)
   - `.csv`          -> one "faq" record per row (question/answer columns are configurable)
   - `.jsonl`        -> one "chat" record per line, either `{"messages": [{"role", "content"}]}`
                        or `{"turns": [{"speaker", "text"}]}`
@@ -29,14 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slm_pipeline.config import CorpusConfig
+from slm_pipeline.core.chunking import first_heading
+from slm_pipeline.core.convert import CONVERTED_EXTENSIONS, LEGACY_HINTS, ConversionError, to_markdown
 
 __all__ = ["CorpusError", "CorpusResult", "load_corpus", "preview_markdown", "SUPPORTED_EXTENSIONS"]
 
 DOC_EXTENSIONS = (".md", ".txt")
-SUPPORTED_EXTENSIONS = (*DOC_EXTENSIONS, ".csv", ".jsonl")
+SUPPORTED_EXTENSIONS = (*DOC_EXTENSIONS, *CONVERTED_EXTENSIONS, ".csv", ".jsonl")
 SUPPORTED_HELP = (
-    "supported: .md/.txt documents, .csv FAQ tables, .jsonl chats, or a folder written by "
-    "datasets.Dataset.save_to_disk"
+    "supported: .md/.txt/.rst/.html/.pdf/.docx/.pptx documents, .csv FAQ tables, .jsonl chats, or a folder "
+    "written by datasets.Dataset.save_to_disk"
 )
 # Marker files that make a folder a saved Hugging Face dataset rather than a folder to walk into.
 HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -52,16 +56,18 @@ ROLE_SYNONYMS = {
 class CorpusError(ValueError):
     """A corpus file or record is unusable; the message names the file, the line and the fix."""
 
-    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None):
+    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None,
+                 reason: str = "bad_file"):
         super().__init__(message)
         self.path = str(path) if path is not None else None
         self.line = line
+        self.reason = reason  # short code, counted in the raw_corpus metadata (skipped_by_reason)
 
 
 @dataclass
 class CorpusResult:
     records: list[dict]
-    problems: list[dict] = field(default_factory=list)  # {"path", "line", "error"} of skipped records/files
+    problems: list[dict] = field(default_factory=list)  # {"path", "line", "error", "reason"} of skipped records/files
     stats: dict = field(default_factory=dict)
 
 
@@ -86,12 +92,12 @@ def load_corpus(cfg: CorpusConfig, corpus_dir: Path | str) -> CorpusResult:
 
     problems: list[dict] = []
 
-    def report(path: Path, line: int | None, message: str) -> None:
+    def report(path: Path, line: int | None, message: str, reason: str = "bad_record") -> None:
         """Record-level problem: raise in 'error' mode, remember and continue in 'skip' mode."""
-        error = CorpusError(f"{_where(path, line)}: {message}", path, line)
+        error = CorpusError(f"{_where(path, line)}: {message}", path, line, reason)
         if cfg.on_bad_record == "error":
             raise error
-        problems.append({"path": str(path), "line": line, "error": str(error)})
+        problems.append({"path": str(path), "line": line, "error": str(error), "reason": reason})
 
     records: list[dict] = []
     seen_ids: dict[str, str] = {}
@@ -102,13 +108,13 @@ def load_corpus(cfg: CorpusConfig, corpus_dir: Path | str) -> CorpusResult:
         except CorpusError as e:  # file-level problem (encoding, binary, missing column...): skip the whole file
             if cfg.on_bad_record == "error":
                 raise
-            problems.append({"path": str(path), "line": e.line, "error": str(e)})
+            problems.append({"path": str(path), "line": e.line, "error": str(e), "reason": e.reason})
             continue
         for rec in file_records:
             where = _where(path, rec["line"])
             if rec["id"] in seen_ids:
                 report(path, rec["line"], f"duplicate id {rec['id']!r} (first seen at {seen_ids[rec['id']]}); "
-                                          "give every chat a unique id")
+                                          "give every chat a unique id", "duplicate_id")
                 continue
             seen_ids[rec["id"]] = where
             records.append(rec)
@@ -141,9 +147,12 @@ def _read_source(path: Path, rel: str, cfg: CorpusConfig, report: Callable) -> l
         return _read_hf_dataset(path, rel, cfg, report)
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
+        hint = f"Save it as {LEGACY_HINTS[ext]}" if ext in LEGACY_HINTS else "Convert it"
         raise CorpusError(
             f"{path}: unsupported file type {ext or '(no extension)'!r} ({SUPPORTED_HELP}). "
-            "Convert it or move it out of the corpus folder.", path)
+            f"{hint} or move it out of the corpus folder.", path, reason="unsupported_type")
+    if ext in CONVERTED_EXTENSIONS:
+        return [_converted_doc_record(path, rel, cfg.max_file_mb)]
     text = _read_text(path, cfg.max_file_mb)
     if ext in DOC_EXTENSIONS:
         return [_doc_record(path, rel, text)]
@@ -152,29 +161,48 @@ def _read_source(path: Path, rel: str, cfg: CorpusConfig, report: Callable) -> l
     return _read_chats_jsonl(path, rel, text, report)
 
 
-def _read_text(path: Path, max_file_mb: float) -> str:
-    """Read a text file strictly as UTF-8, refusing oversized, binary and empty files."""
+def _check_size(path: Path, max_file_mb: float) -> None:
     size_mb = path.stat().st_size / 1e6
     if size_mb > max_file_mb:
         raise CorpusError(
             f"{path}: file is {size_mb:.1f} MB, over the {max_file_mb} MB limit; split it, remove it, or raise "
-            "`corpus.max_file_mb`.", path)
+            "`corpus.max_file_mb`.", path, reason="too_large")
+
+
+def _converted_doc_record(path: Path, rel: str, max_file_mb: float) -> dict:
+    """A PDF/Word/PowerPoint/HTML/reStructuredText file as a Markdown "doc" record."""
+    _check_size(path, max_file_mb)
+    try:
+        text, format_title = to_markdown(path)
+    except ConversionError as e:
+        raise CorpusError(f"{path}: {e}", path, reason="unreadable_document") from None
+    if not text.strip():
+        raise CorpusError(f"{path}: no text could be read from this {path.suffix.lower()} file; export it again "
+                          "with its text (not as images) or remove it from the corpus folder.", path, reason="no_text")
+    record = _doc_record(path, rel, text, title=first_heading(text) or format_title)
+    record["meta"]["format"] = path.suffix.lower().lstrip(".")
+    return record
+
+
+def _read_text(path: Path, max_file_mb: float) -> str:
+    """Read a text file strictly as UTF-8, refusing oversized, binary and empty files."""
+    _check_size(path, max_file_mb)
     data = path.read_bytes()
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise CorpusError(
             f"{path}:{line}: contains NUL bytes, so it looks like a binary file, not text; remove it from the "
             "corpus folder or export it as UTF-8 text (UTF-16 text also looks like this: re-encode it as UTF-8).",
-            path, line)
+            path, line, "binary")
     try:
         text = data.decode("utf-8-sig")  # tolerate a BOM written by spreadsheet tools
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise CorpusError(
             f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at byte offset {e.start}); re-encode the "
-            f"file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed_{path.name}`.", path, line) from None
+            f"file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed_{path.name}`.", path, line, "not_utf8") from None
     if not text.strip():
-        raise CorpusError(f"{path}: file is empty; add content or delete it.", path)
+        raise CorpusError(f"{path}: file is empty; add content or delete it.", path, reason="no_text")
     return text
 
 
@@ -185,9 +213,9 @@ def _record(rel: str, path: Path, kind: str, rid: str, line: int | None, meta: d
 def _doc_record(path: Path, rel: str, text: str, rid: str | None = None, line: int | None = None,
                 title: str | None = None) -> dict:
     if title is None:
-        # The first "# Title" heading names the document; otherwise the file name does.
-        title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), None)
-        title = title or Path(rel).stem.replace("_", " ").replace("-", " ").strip().capitalize()
+        # The first "# Title" heading (outside code blocks) names the document; otherwise the file name does.
+        title = first_heading(text)
+    title = title or Path(rel).stem.replace("_", " ").replace("-", " ").strip().capitalize()
     return _record(rel, path, "doc", rid or rel, line, {"title": title}, text=text.strip())
 
 
@@ -342,6 +370,7 @@ def _stats(records: list[dict], problems: list[dict], n_sources: int) -> dict:
         "n_records": len(records),
         "n_sources": n_sources,
         "n_problems": len(problems),
+        "skipped_by_reason": dict(Counter(p.get("reason", "bad_record") for p in problems)),
         "by_kind": dict(Counter(r["kind"] for r in records)),
         "by_source": dict(Counter(r["source"] for r in records)),
         "total_chars": sum(len(r.get("text", "")) + sum(len(m["content"]) for m in r.get("messages", []))

@@ -11,16 +11,25 @@ assistant turn. Every assistant turn is a training target.
 
 Where samples come from:
   - records with `messages` (FAQ rows, chats, feedback): one sample each, turns normalized;
-  - records with `text` (documents): one pair per `## Section`, the question from a template picked
-    deterministically per section, the answer the section text;
-  - optional `teacher(title, section_text) -> [(question, answer), ...]`, called once per doc section (the
-    section text starts with its heading). Use it to plug in an LLM that writes better questions; off by default;
+  - records with `text` (documents): one pair per chunk of core/chunking.py (the chunker the retrieval index
+    uses: heading path, paragraphs, a word budget with overlap; a long section is split, never dropped), the
+    question from core/doc_questions.py (title and heading path as context), the answer the chunk text; plus up
+    to pairs.doc_fact_questions short pairs per chunk for single facts it states (`<id>#s<k>.f<j>`);
+  - optional `teacher(title, chunk_text) -> [(question, answer), ...]`, called once per doc chunk (the text
+    starts with its heading path). Use it to plug in an LLM that writes better questions; off by default;
   - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
 
-Curation drops, in this order, and reports each drop with a reason: no user/assistant exchange, empty or
-garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
+Document chunks that are only code (pieces of a long code block) become no pair ("code_only"; they stay in the
+retrieval index). Curation drops, in this order, and reports each drop with a reason: no user/assistant
+exchange, empty or garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
 questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
 and samples over max_tokens (only when `count_tokens` is given; it should render with the model's chat template).
+A sample over max_tokens is first made to fit: `trim_context(sample)` (given by the caller when samples carry
+retrieved excerpts) removes the lowest-ranked excerpt that is not the answer's own, one at a time; a chat still
+too long keeps its longest opening run of whole exchanges. Only what still does not fit is dropped.
+
+`PairsResult.spans` maps every candidate's id to the words of its record it carries (record id, start, end),
+so core/coverage.py can say how much of the corpus text reaches training and what was lost, by reason.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slm_pipeline.config import PairsConfig
+from slm_pipeline.core.chunking import chunk_record, count_words
+from slm_pipeline.core.doc_questions import doc_question, fact_questions
 from slm_pipeline.core.policy import Policy
 
 __all__ = [
@@ -45,7 +56,6 @@ __all__ = [
     "validate_sample",
     "scrub_placeholders",
     "PLACEHOLDER",
-    "split_sections",
     "token_length_stats",
     "token_length_histogram_markdown",
     "MinHashLSH",
@@ -53,14 +63,6 @@ __all__ = [
 ]
 
 Teacher = Callable[[str, str], list[tuple[str, str]]]
-
-# Varied deterministically per section so the model does not learn one phrasing only.
-DOC_QUESTION_TEMPLATES = (
-    "What does {company} say about {topic}?",
-    "{title}: {heading}?",
-    "Can you tell me about {topic}?",
-    "I have a question about {topic}. What should I know?",
-)
 
 STOPWORDS = frozenset(
     "a about above after again against all am an and any are as at be because been before being below between "
@@ -89,6 +91,8 @@ class PairsResult:
     report: dict
     dropped: list[dict] = field(default_factory=list)  # {"id", "source", "reason", "detail"}
     token_counts: dict[str, int] = field(default_factory=dict)  # sample id -> tokens (if count_tokens given)
+    spans: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # candidate id -> (record id, start, end)
+    fitted: list[dict] = field(default_factory=list)  # {"id", "reason", "detail"}: made shorter to fit max_tokens
 
 
 def build_pairs(
@@ -100,20 +104,26 @@ def build_pairs(
     seed: int = 42,
     teacher: Teacher | None = None,
     contextualize: Callable[[list[dict]], list[dict]] | None = None,
+    trim_context: Callable[[dict], dict | None] | None = None,
+    chunk_words: int = 80,
+    overlap_words: int = 20,
 ) -> PairsResult:
     """Turn anonymized records into curated, split instruction samples (see module docstring).
 
     `contextualize(samples) -> samples` (e.g. raft.add_retrieved_context) rewrites the system messages of the
-    curated samples before their tokens are counted. Raises PairsError (with `.result` set) if fewer than
-    cfg.min_train_samples training samples remain.
+    curated samples before their tokens are counted; `trim_context(sample) -> sample | None` removes one excerpt
+    from a sample that is too long (None: nothing left to remove). `chunk_words` / `overlap_words` size the
+    document chunks (pass the retrieval index's, so a doc answer is one index chunk). Raises PairsError (with
+    `.result` set) if fewer than cfg.min_train_samples training samples remain.
     """
     dropped: list[dict] = []
+    spans: dict[str, tuple[str, int, int]] = {}
 
     def drop(sample: dict, reason: str, detail: str = "") -> None:
         dropped.append({"id": sample["id"], "source": sample["source"], "reason": reason, "detail": detail})
 
     candidates = []
-    for s in _candidates(records, policy, cfg, teacher, drop):
+    for s in _candidates(records, policy, cfg, teacher, drop, spans, chunk_words, overlap_words):
         s = scrub_placeholders(s)
         if s["messages"][1:]:
             candidates.append(s)
@@ -143,10 +153,11 @@ def build_pairs(
         kept = [s for s in kept if "drop_reason" not in s]
 
     token_counts: dict[str, int] = {}
+    fitted: list[dict] = []
     if count_tokens is not None:
         fitting = []
         for s in kept:
-            n = int(count_tokens(s["messages"]))
+            s, n = _fit(s, count_tokens, cfg.max_tokens, trim_context, fitted)
             if n > cfg.max_tokens:
                 drop(s, "too_long", f"{n} tokens > max_tokens={cfg.max_tokens}")
             else:
@@ -155,7 +166,10 @@ def build_pairs(
         kept = fitting
 
     samples = _assign_splits(kept, cfg.eval_fraction, seed)
-    result = PairsResult(samples, _report(records, candidates, samples, dropped, token_counts), dropped, token_counts)
+    report = _report(records, candidates, samples, dropped, token_counts)
+    report["fitted"] = dict(Counter(f["reason"] for f in fitted))
+    report["doc_fact_pairs_kept"] = sum(".f" in s["id"].rsplit("#s", 1)[-1] for s in samples if s["source"] == "doc")
+    result = PairsResult(samples, report, dropped, token_counts, spans, fitted)
     if result.report["n_train"] < cfg.min_train_samples:
         raise PairsError(
             f"Only {result.report['n_train']} training samples remain after curation (pairs.min_train_samples = "
@@ -176,7 +190,7 @@ def _qa(question: str, answer: str) -> list[dict]:
 
 
 def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: Teacher | None,
-                drop: Callable) -> list[dict]:
+                drop: Callable, spans: dict, chunk_words: int, overlap_words: int) -> list[dict]:
     out = []
     for rec in records:
         kind = rec.get("kind") or ("doc" if "text" in rec else "chat")
@@ -184,13 +198,25 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
             if kind == "chat" and not cfg.include_chats:
                 continue
             out.append(_sample(rec["id"], kind, _normalize_turns(rec["messages"]), policy))
+            spans[rec["id"]] = (rec["id"], 0, sum(count_words(str(m.get("content") or "")) for m in rec["messages"]))
         elif "text" in rec and cfg.include_docs:
-            title = (rec.get("meta") or {}).get("title") or rec["id"]
-            for k, (heading, body) in enumerate(split_sections(rec["text"], title)):
-                sid = f"{rec['id']}#s{k}"
-                out.append(_sample(sid, "doc", _qa(_doc_question(policy.company, title, heading, sid), body), policy))
+            # Sample k answers with chunk k ("<id>#s<k>" <-> index chunk "<id>#c<k>"; raft finds it by record id).
+            for k, span in enumerate(chunk_record(rec, chunk_words, overlap_words)):
+                c, sid = span.chunk, f"{rec['id']}#s{k}"
+                path = c.heading.split(" › ") if c.heading else []
+                sample = _sample(sid, "doc", _qa(doc_question(policy.company, c.title, path, sid), c.text), policy)
+                spans[sid] = (rec["id"], span.start, span.end)
+                if not _prose(c.text).strip():  # a piece of a long code block: no answer to a question
+                    drop(sample, "code_only", "a chunk of code without prose; it stays in the retrieval index")
+                    continue
+                out.append(sample)
+                for j, (q, a) in enumerate(fact_questions(c.text, c.title, path, policy.company, cfg.doc_fact_questions)):
+                    out.append(_sample(f"{sid}.f{j}", "doc", _qa(q, a), policy))
+                    spans[f"{sid}.f{j}"] = spans[sid]
                 if teacher is not None:
-                    out.extend(_teacher_samples(teacher, sid, title, f"{heading}\n\n{body}", policy, drop))
+                    teacher_samples = _teacher_samples(teacher, sid, c.title, f"{c.label}\n\n{c.text}", policy, drop)
+                    spans.update({t["id"]: spans[sid] for t in teacher_samples})
+                    out.extend(teacher_samples)
     if cfg.include_refusals is not False:  # None (auto) is resolved by the caller; plain callers get refusals
         for question in dict.fromkeys(policy.out_of_scope_examples):  # de-duplicated, order kept
             # Id from the question text, so adding examples does not rename (and re-split) the others.
@@ -231,41 +257,29 @@ def _normalize_turns(messages: list[dict]) -> list[dict]:
     return turns
 
 
-def split_sections(text: str, title: str) -> list[tuple[str, str]]:
-    """[(heading, body)] for each `## Section`; text under `# Title` before the first section is headed by
-    the title. Deeper headings (###) stay inside their section's body. Empty sections are left out."""
-    sections: list[tuple[str, str]] = []
-    heading, lines = title, []
-
-    def flush() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            sections.append((heading, body))
-
-    for line in text.split("\n"):
-        if line.startswith("## ") or line.startswith("# "):
-            flush()
-            heading, lines = line.lstrip("#").strip() or title, []
-        else:
-            lines.append(line)
-    flush()
-    return sections
-
-
-def _topic(heading: str) -> str:
-    # Lowercase ordinary capitalized words ("Battery Care" -> "battery care") but keep names like LoopBike, GPS.
-    return " ".join(w.lower() if w[1:].islower() or len(w) == 1 else w for w in heading.split())
-
-
-def _doc_question(company: str, title: str, heading: str, key: str) -> str:
-    heading = heading.strip()
-    if heading.endswith("?"):  # the heading is already a question
-        return heading
-    bare = heading.rstrip(".:!").strip()
-    # "Title: Title?" reads badly for a document's intro section, which is headed by the title itself.
-    templates = [t for t in DOC_QUESTION_TEMPLATES if heading != title or "{title}" not in t]
-    template = templates[_stable_int(key) % len(templates)]
-    return template.format(company=company, title=title, heading=bare, topic=_topic(bare))
+def _fit(sample: dict, count_tokens: Callable, max_tokens: int, trim_context: Callable | None,
+         fitted: list[dict]) -> tuple[dict, int]:
+    """`sample` made to fit max_tokens where it can (see module docstring), and its token count."""
+    n = int(count_tokens(sample["messages"]))
+    before = n
+    trimmed = 0
+    while n > max_tokens and trim_context is not None:
+        shorter = trim_context(sample)
+        if shorter is None:
+            break
+        sample, n, trimmed = shorter, int(count_tokens(shorter["messages"])), trimmed + 1
+    if trimmed:
+        fitted.append({"id": sample["id"], "reason": "context_trimmed",
+                       "detail": f"{trimmed} excerpt(s) removed: {before} -> {n} tokens"})
+    turns = len(sample["messages"]) - 1
+    cut = 0
+    while n > max_tokens and sample["source"] != "doc" and len(sample["messages"]) > 3:
+        sample = {**sample, "messages": sample["messages"][:-2]}  # the last user/assistant exchange
+        n, cut = int(count_tokens(sample["messages"])), cut + 2
+    if cut:
+        fitted.append({"id": sample["id"], "reason": "turns_cut",
+                       "detail": f"kept the first {turns - cut} of {turns} turns ({n} tokens)"})
+    return sample, n
 
 
 # ---------------------------------------------------------------------------------------------- placeholders
@@ -338,6 +352,14 @@ def _contents(sample: dict, role: str) -> list[str]:
     return [m["content"] for m in sample["messages"] if m["role"] == role]
 
 
+_CODE_BLOCK = re.compile(r"^\s*(```|~~~).*?^\s*\1[^\n]*$|`[^`\n]+`", re.MULTILINE | re.DOTALL)
+
+
+def _prose(text: str) -> str:
+    """`text` without code (fenced blocks, `inline code`): commands and configs are no language."""
+    return _CODE_BLOCK.sub(" ", text)
+
+
 def _quality_problem(sample: dict, cfg: PairsConfig) -> tuple[str, str] | None:
     users, answers = _contents(sample, "user"), _contents(sample, "assistant")
     if not users or not answers:
@@ -349,7 +371,8 @@ def _quality_problem(sample: dict, cfg: PairsConfig) -> tuple[str, str] | None:
         return "answer_too_short", f"longest answer has {longest} chars < min_answer_chars={cfg.min_answer_chars}"
     if sum(c.isalpha() for c in " ".join(users)) < 3:
         return "garbage", "question has almost no letters"
-    text = " ".join(users + answers)
+    # Judged on the prose only: a code block is neither garbage nor a foreign language.
+    text = _prose("\n".join(users + answers))
     letters = sum(c.isalpha() for c in text)
     visible = sum(not c.isspace() for c in text)
     if letters < 0.5 * visible:

@@ -24,7 +24,8 @@ from .chunking import Chunk
 
 os.environ.setdefault("LANCE_LOG", "error")  # lance logs a WARN for every new table
 
-__all__ = ["Hit", "RetrievalIndex", "build_index", "context_system_message", "fact_recall", "TABLE"]
+__all__ = ["Hit", "RetrievalIndex", "build_index", "context_system_message", "fact_recall", "TABLE",
+           "without_weakest_excerpt"]
 
 TABLE = "chunks"
 CONTEXT_HEADER = "Use these excerpts from {company}'s help center to answer:"
@@ -53,6 +54,21 @@ def context_system_message(system_prompt: str, company: str, hits: Sequence[Hit 
         c = h.chunk if isinstance(h, Hit) else h
         parts.append(f"[{i}] {c.label}\n{c.text}")
     return "\n".join(parts)
+
+
+def without_weakest_excerpt(sample: dict, chunks_by_id: dict[str, Chunk], system_prompt: str,
+                            company: str) -> dict | None:
+    """`sample` (with the `context_ids` / `oracle_ids` raft.add_retrieved_context gives it) with its lowest-ranked
+    excerpt that is not an oracle removed and the system message rebuilt with the same template; None when only
+    oracles are left. Makes a sample that is too long fit the token budget instead of dropping it."""
+    ids = list(sample.get("context_ids") or [])
+    oracle = set(sample.get("oracle_ids") or [])
+    weakest = next((i for i in reversed(ids) if i not in oracle), None)
+    if weakest is None:
+        return None
+    ids.remove(weakest)
+    system = context_system_message(system_prompt, company, [chunks_by_id[i] for i in ids])
+    return {**sample, "messages": [{"role": "system", "content": system}, *sample["messages"][1:]], "context_ids": ids}
 
 
 def _embed_text(c: Chunk) -> str:
@@ -196,19 +212,22 @@ def open_index(folder: Path | str, rcfg, embedder=None) -> RetrievalIndex:
 
 
 def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] = (), progress=None,
-                 out_of_scope: Sequence[str] = ()) -> dict:
+                 out_of_scope: Sequence[str] = (), max_text_loss: float = 0.10) -> dict:
     """Chunk anonymized `records`, build the index in `out_dir`, train the scope classifier (core/scope.py) when
-    `out_of_scope` examples are given, and measure it: recall@1/3/k of the gold key facts, search latency and the
-    share of gold questions the classifier keeps in scope. Returns the summary (also written as index.json)."""
+    `out_of_scope` examples are given, and measure it: recall@1/3/k of the gold key facts, search latency, the
+    share of gold questions the classifier keeps in scope, and the share of the corpus text in some chunk
+    (`coverage`, core/coverage.py). Returns the summary (also written as index.json)."""
     import statistics
 
     from .chunking import chunk_records
+    from .coverage import index_coverage
     from .embeddings import Embedder, resolve_embedding_model
 
     chunks, chunk_report = chunk_records(records, rcfg.chunk_words, rcfg.overlap_words)
     embedder = Embedder(resolve_embedding_model(rcfg.embedding_model))
     settings = {"embedding_spec": rcfg.embedding_model, "chunk_words": rcfg.chunk_words,
-                "overlap_words": rcfg.overlap_words, "chunking": chunk_report}
+                "overlap_words": rcfg.overlap_words, "chunking": chunk_report,
+                "coverage": index_coverage(records, rcfg.chunk_words, rcfg.overlap_words, max_text_loss)}
     info = build_index(chunks, embedder, out_dir, settings, progress)
     index = open_index(out_dir, rcfg, embedder)
     summary = dict(info)

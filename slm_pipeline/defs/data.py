@@ -22,13 +22,33 @@ from .stage import Stage, pipeline_asset
 GROUP = "data"
 
 
+def coverage_metadata(cov: dict) -> dict:
+    """Dagster metadata of a core/coverage.py report: share reached, lost words by reason, biggest losses."""
+    return {
+        "text_share": dg.MetadataValue.float(cov["share"]),
+        "text_lost_words": cov["lost_words"],
+        "text_lost_by_reason": dg.MetadataValue.json(cov["lost_by_reason"]),
+        "text_biggest_losses": md_table(cov["biggest_losses"] or [{"source": "none", "section": "", "words": 0}]),
+        **({"text_loss_warning": dg.MetadataValue.md(f"**Warning:** {cov['warning']}")} if cov["warning"] else {}),
+    }
+
+
+def coverage_check(cov: dict, **also: dict) -> dg.AssetCheckResult:
+    """A non-blocking WARN check: passes while at most corpus.max_text_loss of the text is lost."""
+    return dg.AssetCheckResult(
+        passed=cov["warning"] is None, severity=dg.AssetCheckSeverity.WARN, description=cov["warning"],
+        metadata={**coverage_metadata(cov), "max_text_loss": cov["max_text_loss"],
+                  **{f"text_share_{k}": v["share"] for k, v in also.items()}},
+    )
+
+
 @pipeline_asset(
     group_name=GROUP,
     kinds={"python", "jsonl"},
     owners=["team:data"],
-    description="Documents (.md/.txt), FAQ (.csv) and chat transcripts (.jsonl) read from the corpus folder, "
-    "validated and normalized to one record per document / FAQ row / chat. Contains raw PII. Version: a hash "
-    "of the records.",
+    description="Documents (.md/.txt/.rst/.html/.pdf/.docx/.pptx), FAQ (.csv) and chat transcripts (.jsonl) read "
+    "from the corpus folder, validated and normalized to one record per document / FAQ row / chat. Contains raw "
+    "PII. Version: a hash of the records.",
 )
 def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[RawCorpus]:
     stage = Stage(context, settings)
@@ -47,6 +67,7 @@ def raw_corpus(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
         {
             "records": len(result.records),
             "skipped_bad_records": len(result.problems),
+            "skipped_by_reason": dg.MetadataValue.json(result.stats["skipped_by_reason"]),
             "total_chars": result.stats["total_chars"],
             "by_kind": dg.MetadataValue.json(result.stats["by_kind"]),
             "by_source": dg.MetadataValue.json(result.stats["by_source"]),
@@ -151,14 +172,19 @@ def retrieval_index(
                                                               "scope_threshold", "oracle_share"}))
     with stage.folder(version, anonymized_corpus=anonymized_corpus.version, config=cfg.retrieval.model_dump()) as f:
         info = index_corpus(records, cfg.retrieval, f.tmp, gold, progress=context.log.info,
-                            out_of_scope=out_of_scope)
+                            out_of_scope=out_of_scope, max_text_loss=cfg.corpus.max_text_loss)
     recall = info.get("recall", {})
     context.log.info(f"{info['chunks']} chunks indexed; gold fact recall {recall}")
+    coverage = info["coverage"]
+    if coverage["warning"]:
+        context.log.warning(coverage["warning"])
     return stage.output(
         RetrievalIndex(f.dir, f.version, chunks=info["chunks"]),
         {
             "chunks": info["chunks"],
             "chunks_by_kind": dg.MetadataValue.json(info["chunking"]["by_kind"]),
+            "skipped_by_reason": dg.MetadataValue.json(info["chunking"]["skipped_by_reason"]),
+            **coverage_metadata(coverage),
             "embedding_model": info["embedding_spec"],
             "embedding_dim": info["dim"],
             "index_mb": round(sum(p.stat().st_size for p in f.dir.rglob("*") if p.is_file()) / 2**20, 2),
@@ -173,7 +199,8 @@ def retrieval_index(
     group_name=GROUP,
     kinds={"huggingface", "jsonl"},
     owners=["team:data"],
-    description="Chat-formatted instruction samples from FAQ rows, chats, document sections and refusal examples; "
+    description="Chat-formatted instruction samples from FAQ rows, chats, document chunks (the index's) and refusal "
+    "examples; "
     "with retrieval on, each system message carries the chunks retrieval_index returns for the question (RAFT: "
     "the answer's own chunk in retrieval.oracle_share of samples, distractors only in the rest), in the template "
     "`serve` uses. Assistant targets never contain anonymization tags; deduplicated, length-filtered, "
@@ -186,6 +213,7 @@ def instruction_pairs(
 ) -> dg.Output[InstructionPairs]:
     from datasets import Dataset, DatasetDict
 
+    from ..core.coverage import pairs_coverage
     from ..core.feedback import open_feedback_store
     from ..core.models import load_tokenizer
 
@@ -213,7 +241,7 @@ def instruction_pairs(
         text = tokenizer.apply_chat_template(messages, tokenize=False)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    contextualize, raft_report = None, {}
+    contextualize, trim_context, raft_report = None, None, {}
     if cfg.retrieval.enabled:
         from ..core.raft import add_retrieved_context
         from ..core.retrieval import open_index
@@ -228,12 +256,22 @@ def instruction_pairs(
             raft_report.update(report)
             return out
 
+        def trim_context(sample: dict) -> dict | None:
+            from ..core.retrieval import without_weakest_excerpt
+
+            return without_weakest_excerpt(sample, index.by_id, policy.system_prompt, policy.company)
+
     pairs_cfg = cfg.pairs
     if pairs_cfg.include_refusals is None:  # auto: the scope classifier refuses when retrieval is on
         pairs_cfg = pairs_cfg.model_copy(update={"include_refusals": not cfg.retrieval.enabled})
     result = build_pairs(records, policy, gold, pairs_cfg, count_tokens=count_tokens, seed=cfg.train.seed,
-                         contextualize=contextualize)
+                         contextualize=contextualize, trim_context=trim_context,
+                         chunk_words=cfg.retrieval.chunk_words, overlap_words=cfg.retrieval.overlap_words)
     result.report["retrieval_context"] = raft_report or None
+    coverage = pairs_coverage(records[:len(records) - len(feedback)], result, cfg.retrieval.chunk_words,
+                              cfg.retrieval.overlap_words, cfg.corpus.max_text_loss, pairs_cfg.include_docs,
+                              pairs_cfg.include_chats)
+    result.report["coverage"] = coverage
     train = [s for s in result.samples if s["split"] == "train"]
     evals = [s for s in result.samples if s["split"] == "eval"]
     with stage.folder(content=["train.jsonl", "eval.jsonl"], anonymized_corpus=anonymized_corpus.version,
@@ -247,7 +285,11 @@ def instruction_pairs(
             str(f.tmp / "hf_dataset")
         )
     rep = result.report
-    context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}")
+    context.log.info(f"{rep['n_train']} train / {rep['n_eval']} eval samples; dropped {rep['dropped']}; made "
+                     f"shorter to fit: {rep['fitted']}; corpus text reaching a training sample: "
+                     f"{coverage['training']['share']:.1%}, the index or a sample: {coverage['either']['share']:.1%}")
+    if coverage["training"]["warning"]:
+        context.log.warning(coverage["training"]["warning"])
     lengths = list(result.token_counts.values())
     return stage.output(
         InstructionPairs(f.dir, f.version, n_train=rep["n_train"], n_eval=rep["n_eval"]),
@@ -256,7 +298,10 @@ def instruction_pairs(
             "eval_samples": rep["n_eval"],
             "dropped": sum(rep["dropped"].values()),
             "dropped_by_reason": dg.MetadataValue.json(rep["dropped"]),
+            "fitted_by_reason": dg.MetadataValue.json(rep["fitted"]),
             "kept_by_source": dg.MetadataValue.json(rep["kept_by_source"]),
+            **coverage_metadata(coverage["training"]),
+            "text_share_index_or_training": coverage["either"]["share"],
             "gold_leaks_dropped": rep["gold_leaks_dropped"],
             "retrieval_context": dg.MetadataValue.json(raft_report or {"enabled": False}),
             "feedback_corrections": len(feedback),
@@ -288,3 +333,17 @@ def instruction_pairs_schema(settings: PipelineSettings,
                   "min_train_samples": cfg.pairs.min_train_samples,
                   "problems": dg.MetadataValue.json(problems[:20])},
     )
+
+
+@dg.asset_check(asset=retrieval_index, description="At most corpus.max_text_loss of the FAQ and document text may be "
+                "missing from the index's chunks (WARN: names the biggest losses; does not stop the run).")
+def retrieval_index_text_coverage(retrieval_index: RetrievalIndex) -> dg.AssetCheckResult:
+    info = json.loads((retrieval_index.dir / "index.json").read_text())
+    return coverage_check(info["coverage"])
+
+
+@dg.asset_check(asset=instruction_pairs, description="At most corpus.max_text_loss of the corpus text may reach no "
+                "training sample (WARN: names the biggest losses and what to change; does not stop the run).")
+def instruction_pairs_text_coverage(instruction_pairs: InstructionPairs) -> dg.AssetCheckResult:
+    report = json.loads((instruction_pairs.dir / "report.json").read_text())
+    return coverage_check(report["coverage"]["training"], either=report["coverage"]["either"])
