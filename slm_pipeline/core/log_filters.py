@@ -6,6 +6,7 @@ Installed once when `slm_pipeline` is imported (logging filters only; nothing el
 from __future__ import annotations
 
 import logging
+import warnings
 
 __all__ = ["DropMessages", "install"]
 
@@ -27,6 +28,11 @@ _DROPPED = {
     # we never install it (no network at run time) and its own fallback is what runs.
     "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community",),
 }
+# (category, message regex): warnings about library internals, raised by one library calling another.
+_IGNORED_WARNINGS = [
+    # peft calls transformers' renamed property on every save (peft <= 0.18 with transformers 5)
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+]
 _installed = False
 
 
@@ -36,4 +42,6 @@ def install() -> None:
         return
     for name, needles in _DROPPED.items():
         logging.getLogger(name).addFilter(DropMessages(*needles))
+    for category, message in _IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     _installed = True
