@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from .policy import Policy
 from .retrieval import Hit, RetrievalIndex, context_system_message
 
-__all__ = ["add_retrieved_context", "oracle_chunk_ids", "paraphrase_chunk_ids"]
+__all__ = ["add_retrieved_context", "chunk_terms", "oracle_chunk_ids", "paraphrase_chunk_ids"]
 
 _WORD = re.compile(r"\w+")
 _NUMBER = re.compile(r"\d(?:[\d,.:]*\d)?")
@@ -61,17 +61,25 @@ def _numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
 
 
-def paraphrase_chunk_ids(sample: dict, index: RetrievalIndex, own: set[str]) -> set[str]:
+def chunk_terms(index: RetrievalIndex) -> dict[str, tuple[set[str], set[str]]]:
+    """Each chunk's numbers and lower-cased words, computed once for all the samples matched against them."""
+    return {c.id: (_numbers(c.text), set(_WORD.findall(c.text.lower()))) for c in index.chunks}
+
+
+def paraphrase_chunk_ids(sample: dict, index: RetrievalIndex, own: set[str],
+                         terms: dict[str, tuple[set[str], set[str]]] | None = None) -> set[str]:
     """Chunks other than `own` that state the sample's answer: every number of the answer (prices, limits, hours:
-    the facts users ask for) and at least half of its words of 4+ letters (60% for an answer without numbers)."""
+    the facts users ask for) and at least half of its words of 4+ letters (60% for an answer without numbers).
+    `terms`: chunk_terms(index) when matching many samples."""
     answer = _answer(sample)
     numbers = _numbers(answer)
     words = {w for w in _WORD.findall(answer.lower()) if len(w) >= 4 and not w.isdigit()}
     if not words:
         return set()
     need = (0.5 if numbers else 0.6) * len(words)
-    return {c.id for c in index.chunks
-            if c.id not in own and numbers <= _numbers(c.text) and len(words & set(_WORD.findall(c.text.lower()))) >= need}
+    terms = terms if terms is not None else chunk_terms(index)
+    return {cid for cid, (chunk_numbers, chunk_words) in terms.items()
+            if cid not in own and numbers <= chunk_numbers and len(words & chunk_words) >= need}
 
 
 def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy: Policy, k: int,
@@ -94,9 +102,10 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
     # Samples trained without their oracle get the best hits that are not the oracle.
     exclude = [set() if w else o for w, o in zip(with_oracle, oracles, strict=True)]
     # Paraphrase samples: the FAQ row's own chunk (its question verbatim) hidden, another chunk with the facts shown.
+    terms = chunk_terms(index) if paraphrase_share > 0 else {}
     for i, (s, w) in enumerate(zip(samples, with_oracle, strict=True)):
         if w and s["source"] == "faq" and _unit(seed + 3, s["id"]) < paraphrase_share:
-            alternatives = paraphrase_chunk_ids(s, index, oracles[i])
+            alternatives = paraphrase_chunk_ids(s, index, oracles[i], terms)
             if alternatives:
                 exclude[i], oracles[i] = oracles[i], alternatives
     hits = index.search_many(questions, k=k, exclude=exclude, vectors=vectors)
