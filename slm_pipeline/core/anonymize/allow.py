@@ -72,12 +72,20 @@ def _drop_non_pii(text: str, findings: list[Finding], keep_non_public_ips: bool)
     findings = _drop_product_and_brand_names(text, findings)
     keep = [(f.start, f.end) for f in findings
             if (f.entity_type == "IP_ADDRESS" and keep_non_public_ips and non_public_ip(f.text))
+            or (f.entity_type in ("IP_ADDRESS", "PHONE_NUMBER") and _DOTTED.fullmatch(f.text)
+                and _VERSION_BEFORE.search(text, max(0, f.start - 24), f.start))
             or (f.entity_type == "EMAIL_ADDRESS" and _technical_email(text, f.start, f.end))]
     if not keep:
         return findings
     return [f for f in findings if not any(a <= f.start and f.end <= b for a, b in keep)]
 
 
+
+
+# "Firmware 2.14.0.3", "version 10.0.19045.1": a dotted quad after a version word is a version, not an IP
+_VERSION_BEFORE = re.compile(r"(?i:\b(?:firmware|version|ver\.?|release|build|update|patch|driver|bios|kernel|"
+                             r"v))[ \t]*(?:number[ \t]*)?[:#]?[ \t]*v?$")
+_DOTTED = re.compile(r"\d+(?:\.\d+){2,}")
 
 
 # "Julia 1.10", "macOS Sonoma 14.4", "Ada 2022": a capitalized word directly followed by a version number (or a

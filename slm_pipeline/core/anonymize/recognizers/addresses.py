@@ -81,12 +81,13 @@ _US_LOWER = re.compile(
 )
 
 _UNIT_STREET = re.compile(
-    rf"(?<![\w\-.])(?i:flat|studio|apartment|apt\.?|unit|suite)[ \t]+\d{{1,4}}[A-Za-z]?[ \t]*[,\n][ \t]*"
+    rf"(?<![\w\-.])(?:(?i:flat|studio|apartment|apt\.?|unit|suite|plot|lot|block|blk\.?)[ \t]+"
+    rf"(?:\d{{1,4}}[A-Za-z]?|[A-Z])[ \t]*[,\n][ \t]*){{1,3}}"
     rf"(?P<name>(?:{_NWORD}[ \t]+){{0,3}}?{_NWORD})[ \t]+(?P<suf>(?i:{_SUFFIX_ALT}))(?![\w])\.?"
 )
 
 _EU_TYPE_ANY = (  # street-type words of FR/ES/IT/PT/PL/CA that are not English words
-    r"rue|calle|carrer|avenida|avda\.?|paseo|pasaje|pasadizo|glorieta|traves[ií]a|callej[oó]n|rambla|viale|piazza|"
+    r"rue|calle|carrer|carrera|transversal|avenida|avda\.?|paseo|pasaje|pasadizo|glorieta|traves[ií]a|callej[oó]n|rambla|viale|piazza|"
     r"piazzale|vicolo|contrada|lungomare|lungotevere|rua|pra[çc]a|travessa|alameda|ladeira|rodovia|ulica|ul\.|"
     r"aleja|plac|osiedle|all[ée]e|impasse|chemin|quai|faubourg|carretera|calzada|cerrada|privada|circuito|"
     r"andador|prolongaci[oó]n|perif[ée]rico|urbanizaci[oó]n|cañada|incrocio|stretto|rotonda|salita|viela|"
@@ -111,7 +112,7 @@ _EU_NAME = (
 )
 # number first (FR/BE/CA style): "12 Rue de Rivoli", "23, rue Victoire Perrier", "81 avenue Dufour"
 _EU_A = re.compile(
-    rf"(?<![\w\-.]){_NUM},?[ \t]+(?:(?i:{_EU_TYPE_ANY}|{_EU_TYPE_FR_LOWER})|{_EU_TYPE_CAP})[ \t]+{_EU_NAME}"
+    rf"(?<![\w\-.]){_NUM}(?:[ \t]*(?i:bis|ter|quater))?,?[ \t]+(?:(?i:{_EU_TYPE_ANY}|{_EU_TYPE_FR_LOWER})|{_EU_TYPE_CAP})[ \t]+{_EU_NAME}"
 )
 # type, name, then number (ES/IT/PT/PL): "Calle Mayor 12", "Viale Sermonti, 13", "R. Cruz, 93"
 _EU_B = re.compile(
@@ -140,6 +141,15 @@ _DE_B = re.compile(
     rf"Damm|Ufer|Chaussee|Markt|Steig|Pfad|Laan|Straat|Plein|Kade|Gracht|Vej|Gade|Gatan|Vägen|Allé|Plads|Torv|"
     rf"Stræde|Boulevard|Bulevardi|Tie|Katu)[ \t]+{_HNUM}"
 )
+_TR = re.compile(
+    r"(?<![\w\-.])(?:[\p{Lu}][\p{L}\p{M}\-]*[ \t]){1,3}(?:Cad\.|Caddesi|Cd\.|Sok\.|Sokak|Sokağı|Sk\.|Bulvarı|Blv\.|"
+    r"Mah\.|Mahallesi)[ \t]*(?:(?i:no)[ \t]*[:.]?[ \t]*)?\d{1,5}[a-zA-Z]?(?:[ \t]*(?:/|(?i:d|daire)[ \t]*[:.]?)[ \t]*\d{1,4})?"
+)
+# "PO Box 8812", "P.O. Box 40231-00100", "Postfach 10 11 12", "Apartado 123", "Caixa Postal 45"
+_PO_BOX = re.compile(
+    r"(?<![\w\-.])(?:(?i:p\.?[ \t]?o\.?[ \t]?box|post[ \t]+office[ \t]+box|private[ \t]+bag|locked[ \t]+bag)|Postfach|Apartado|"
+    r"Caixa[ \t]+Postal|Casilla|Boîte[ \t]+postale|BP|Skrytka[ \t]+pocztowa)[ \t]+\d{1,6}(?:[ \t\-]\d{2,6}){0,2}(?![\w])"
+)
 _DE_C = re.compile(
     r"(?<![\w\-.])(?:Am|An der|An den|Auf der|Auf dem|Im|In der|In den|Zum|Zur|Unter den|Hinter der|Vor dem|"
     r"Op de|Aan de|In de|Op het|Na|Pod|Nad|Při|Ke|Ve|Za)[ \t]+[\p{Lu}][\p{L}\p{M}\-]+[ \t]+\d{1,3}[a-z]?(?![\w])"
@@ -151,7 +161,11 @@ _GENERIC_PC_STREET = re.compile(
     r"(?!(?:at|is|on|in|to|of|and|or|the|for|by|was|are|has|had|its|it|we|you|via|per|vs)\b)\p{Ll}{2,4}\.?)){0,2}"
     r"[ \t]+\d{1,4}[a-zA-Z]?"  # a short lower-case street type may stand inside: "Tartu mnt 16", "Pärnu mnt. 5"
     r"(?:[/\-]\d{1,4}[a-zA-Z]?)?"
-    r"(?=,?[ \t]+(?:\d{5}-\d{3}|\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4})[ \t]+\p{Lu})"
+    r"(?=(?:,[ \t]*(?:\d{1,2}(?:st|nd|rd|th|\.)[ \t]+(?i:floor|fl\.?|stock|étage|etage|piso|andar|kat)|(?i:leil|apt|flat|"
+    r"unit|floor|fl|et|piso|andar|apto|whg|top|stan|lgh|d)\.?:?[ \t]*[\w\-]{1,6}))?"
+    r"(?:,?[ \t]+|,?[ \t]*\n[ \t]*)(?:\d{5}-\d{3}|\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\d{3}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|"
+    r"\d{4}|\d{6})[ \t]+\p{Lu}"
+    r"|[ \t]*\n[ \t]*[\p{Lu}][\p{L}\p{M}\-]+[ \t]+\d{5,7}(?![\w]))"
 )
 _CITY = (
     r"[\p{Lu}][\p{L}\p{M}'’.\-]+(?:[ \t]+(?:(?:de|du|des|la|le|am|an|der|upon|on|sur|en|di|del|da|do|dos|im|bei|"
@@ -162,10 +176,10 @@ _EU_PC = (r"(?:[A-Z]{1,2}[\- ])?(?:\d{5}-\d{3}|\d{5}|\d{4}[ \t]?[A-Z]{2}|\d{4}-\
           r"\d{4}|\d{6}|\d{8})")
 _AU_STATE = r"(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)"
 _SECONDARY = re.compile(
-    r"(?:[ \t]*,[ \t]*|[ \t]+|[ \t]+,[ \t]*)(?i:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|room|rm\.?|bldg\.?|building|"
+    r"(?:[ \t]*,[ \t]*|[ \t]+|[ \t]+,[ \t]*)(?:\d{1,2}(?:st|nd|rd|th)[ \t]+(?i:floor)(?![\w])|(?i:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|room|rm\.?|bldg\.?|building|"
     r"piso|puerta|planta|appartamento|app\.?|interno|int\.?|scala|andar|apto\.?|bloco|étage|etage|bâtiment|bât\.?|"
     r"whg\.?|wohnung|tür|top|stiege|box|po box|edif\.?|edificio|depto\.?|departamento|dpto\.?|interior|piano|"
-    r"esc\.?|escalera|#)[ \t]*#?[ \t]*[\w\-]{1,6}(?![\w])"
+    r"esc\.?|escalera|leil\.?|lgh\.?|lejl\.?|stan|kat|#)[ \t]*#?[ \t]*[\w\-]{1,6}(?![\w]))"
 )
 _EXT_SEGMENTS = [
     ("city_state_zip", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?P<st>[A-Z]{{2}})[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
@@ -177,15 +191,15 @@ _EXT_SEGMENTS = [
     ("city_pc_lower", re.compile(rf"{_SEP}[a-z]{{3,}}(?:[ \t][a-z]{{3,}})?,?[ \t]+(?i:{_UK_PC})(?![\w])")),
     ("uk_pc_lower", re.compile(rf"{_SEP}(?i:{_UK_PC})(?![\w])")),
     ("pc_city", re.compile(rf"{_SEP}{_EU_PC},?[ \t]+(?:(?:da|de|do|das|dos)[ \t]+)?{_CITY}(?:[ \t]+\([A-Z]{{2}}\))?")),
-    ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,6}}|\d{{3}}[ \t]\d{{2}})(?![\w]|-\d)")),
+    ("city_pc", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?:{_UK_PC}|\d{{4,7}}|\d{{3}}[ \t]\d{{2}})(?![\w]|-\d)")),
     ("pc", re.compile(rf"{_SEP}(?:\d{{5}}(?:-\d{{4}})?|\d{{4}}-\d{{3}}|\d{{2}}-\d{{3}})(?![\w]|-\d)")),
     ("province", re.compile(r"[ \t]*\([A-Z]{2}\)")),
     ("city", re.compile(rf"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*)(?P<city>{_CITY})(?![\w])")),
     ("country", re.compile(rf"[ \t]*,[ \t]*(?:{_COUNTRY_NAMES})(?![\w])")),
 ]
 _PRE_UNIT = re.compile(
-    r"(?:(?i:flat|apartment|apt\.?|unit|suite|studio|room|house|building|bldg\.?|floor|h\.?[ ]?no\.?|no\.)"
-    r"[ \t]*#?[ \t]*[\w\-]{1,5}|\d{1,3}(?:st|nd|rd|th)[ \t]+(?i:floor))[ \t]*,?[ \t]*$"
+    r"(?<![\w.])(?:(?i:flat|apartment|apt\.?|unit|suite|studio|room|house|building|bldg\.?|floor|h\.?[ ]?no\.?|no\.|"
+    r"plot|lot|block|blk\.?)[ \t]*#?[ \t]*[\w\-/]{1,5}|\d{1,3}(?:st|nd|rd|th)[ \t]+(?i:floor))[ \t]*,?[ \t]*\Z"
 )
 _ADDR_TRIGGER = re.compile(
     r"(?i)\b(?:(?:my|the|our|new|old|billing|shipping|delivery|home|postal|mailing|street|registered|office|"
@@ -232,7 +246,7 @@ class StreetAddressRecognizer(_OurRecognizer):
                     continue
                 spans.append((m.start(), m.end(), 0.5))
             for rx, sc in ((_EU_A, 0.7), (_EU_B, 0.7), (_DE_A, 0.7), (_DE_B, 0.7), (_DE_C, 0.6),
-                           (_GENERIC_PC_STREET, 0.6)):
+                           (_GENERIC_PC_STREET, 0.6), (_TR, 0.65), (_PO_BOX, 0.7)):
                 for m in rx.finditer(text):
                     if rx is _GENERIC_PC_STREET:  # "Build 3, 4000 Users": the word after the number is no city
                         city = _rx(r"[^\p{Lu}]*\d[ \t]+([\p{L}\p{M}\-]+)").match(text, m.end())
@@ -276,9 +290,10 @@ class StreetAddressRecognizer(_OurRecognizer):
                 if cut:
                     seg = seg[:cut.start()]
                 seg = seg.rstrip(" \t,.-")
-                if len(seg) < 6 or not _rx(r"\d").search(seg) or not _rx(r"\p{Lu}").search(seg):
+                if len(seg) < 6 or not _rx(r"\d").search(seg) or not (
+                        _rx(r"\p{Lu}").search(seg) or _rx(rf"(?i)\b(?:{_EU_TYPE_ANY}|{_SUFFIX_ALT})\b|#[ \t]*\d").search(seg)):
                     continue
-                if not (_rx(r"[\d#]").match(seg) or _rx(rf"(?i)\b(?:{_SUFFIX_ALT})\b").search(seg)
+                if not (_rx(r"[\d#]").match(seg) or _rx(rf"(?i)\b(?:{_SUFFIX_ALT}|{_EU_TYPE_ANY})\b").search(seg)
                         or _rx(rf"\b{_UK_PC}\b|\b\d{{5,6}}\b|\b\d{{4}}[ ]?[A-Z]{{2}}\b").search(seg)):
                     continue
                 s = t.end()

@@ -224,6 +224,7 @@ class DriverLicenseRecognizer(_RegexRecognizer):
     PATTERNS = [
         (r"(?i:\b(?:driver['’]?s?|drivers['’]?|driving)[ \t]+(?:licen[cs]e|permit)"
          r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|#|card))?|\bDL|\blicen[cs]e[ \t]+(?:number|no\.?|num|nr\.?|id|#))"
+         r"(?:[ \t]*\((?:[A-Z]{2}|[\p{Lu}][\p{L} ]{2,20})\))?"  # "Driver license (TX): 40283317"
          r"(?i:[ \t]*(?:is|was|:|=|-|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
         # value shapes common to US states; only kept with context words (Presidio context enhancement)
         (r"\b(?P<v>[A-Z]\d{7,12}|[A-Z]{2}\d{6,8}|[A-Z]\d{3}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{1,3})?|"

@@ -1,0 +1,69 @@
+"""General recall rules of the anonymizer (issue 14), each on examples written for this file (not taken from the
+independent labeled sets): every listed PII value must be gone from the output, every listed word must stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from slm_pipeline.config import AnonymizeConfig
+from slm_pipeline.core.anonymize import Anonymizer
+
+
+@pytest.fixture(scope="module")
+def anon() -> Anonymizer:
+    return Anonymizer(AnonymizeConfig(canaries_file=None))
+
+
+def _check(anon: Anonymizer, text: str, gone: list[str], kept: list[str]) -> None:
+    out = anon.anonymize_texts([text])[0]
+    for value in gone:
+        assert value not in out, (value, out)
+    for word in kept:
+        assert word in out, (word, out)
+
+
+ADDRESSES = [
+    # street name + house number with the postcode and city on the next line, no street-type word
+    ("Invoice address: Korzo 18\n51000 Rijeka", ["Korzo 18", "51000", "Rijeka"], ["Invoice address"]),
+    ("the depot at Hlavní 212, 2nd floor\n602 00 Brno opens at six", ["Hlavní 212", "602 00", "Brno"],
+     ["opens at six"]),
+    ("Leveringsadresse: Storgata 41, leil. B12\n0182 Oslo", ["Storgata 41", "B12", "0182", "Oslo"], []),
+    # city then a 7-digit postcode on the next line
+    ("The surgery is at Hanevi'im St 12\nHaifa 3303412 and opens at 8.", ["Hanevi'im", "3303412", "Haifa"],
+     ["opens at 8"]),
+    # post office boxes
+    ("Send the form to P.O. Box 5521\nMissoula, MT 59806.", ["5521", "Missoula", "59806"], ["Send the form"]),
+    ("Postfach 10 20 30, 80331 München", ["10 20 30", "80331"], []),
+    # unit/plot/block chains before the street; "12 ter," before a French street
+    ("Deliver to Plot 12, Block B, Kanda Estate Road\nAccra", ["Plot 12", "Kanda Estate Road"], ["Deliver to"]),
+    ("the keys are at\nUnit 9, Harbour View\n31 Marine Drive", ["Unit 9", "Harbour View", "31 Marine Drive"],
+     ["the keys are at"]),
+    ("Expédier à 7 ter, rue des Lilas\n33000 Bordeaux", ["7 ter", "rue des Lilas", "33000"], ["Expédier à"]),
+    # Turkish street type after the name, with "No:" and a flat number
+    ("Teslimat: Atatürk Cad. No: 45 D: 3\nKonak, 35250 İzmir", ["Atatürk", "No: 45", "35250"], ["Teslimat"]),
+    # a lower-case chat address after "my address is", held by a street-type word or "# number"
+    ("ok my address is carrera 15 # 88-21 apto 301, medellín", ["carrera 15", "88-21", "medellín"],
+     ["ok my address is"]),
+]
+
+
+@pytest.mark.parametrize("text, gone, kept", ADDRESSES)
+def test_international_address_shapes(anon, text, gone, kept):
+    _check(anon, text, gone, kept)
+
+
+@pytest.mark.parametrize("text, gone, kept", [
+    ("Driver licence (NSW): 19283746 expires in May", ["19283746"], ["expires in May"]),
+    ("driver's license (New York): 918 273 645", ["918 273 645"], []),
+])
+def test_driver_licence_with_a_region_in_brackets(anon, text, gone, kept):
+    _check(anon, text, gone, kept)
+
+
+@pytest.mark.parametrize("text", [
+    "Firmware 3.1.0.7 adds support for the new sensor.",
+    "Please install version 10.0.19045.3 before the update.",
+    "BIOS v1.22.0.4 is required for the dock.",
+])
+def test_dotted_version_numbers_are_not_ip_addresses(anon, text):
+    assert anon.anonymize_texts([text])[0] == text
