@@ -67,3 +67,44 @@ def test_driver_licence_with_a_region_in_brackets(anon, text, gone, kept):
 ])
 def test_dotted_version_numbers_are_not_ip_addresses(anon, text):
     assert anon.anonymize_texts([text])[0] == text
+
+
+NAMES = [
+    # everyday-word given names in name contexts
+    ("Morning all, this is Mark from billing.", ["Mark"], ["from billing"]),
+    ("Grace asked me to resend the contract.", ["Grace"], ["asked me to resend"]),
+    ("Faith Mensah and Will Pemberton lead the rollout.", ["Faith", "Mensah", "Will", "Pemberton"],
+     ["lead the rollout"]),
+    # lone surnames as the subject of verbs only people take
+    ("Ndiaye resigned on Friday; the board thanked her.", ["Ndiaye"], ["resigned on Friday"]),
+    # possessive before a personal noun, after a sentence word
+    ("Per Adeyemi's email, the launch moves to May.", ["Adeyemi"], ["email, the launch"]),
+    # a detected name grows over the name-like word next to it
+    ("we owe Kadri Tamm an apology", ["Kadri", "Tamm"], ["an apology"]),
+    # list of people with a capitalized particle, and names joined by a slash
+    ("Present: Moretti, Di Stefano, Galli", ["Moretti", "Stefano", "Galli"], ["Present"]),
+    ("Ingrid / Solveig, can one of you cover Monday?", ["Ingrid", "Solveig"], ["cover Monday"]),
+    # the name part of an e-mail address standing alone elsewhere
+    ("cc ailsa.forbes@glenmorvenmail.com — ailsa approves the budget", ["ailsa"], ["approves the budget"]),
+    # honorific suffix, lower-case titles, labels
+    ("Please confirm with Yamamoto-san before noon.", ["Yamamoto"], ["before noon"]),
+    ("remind me to ring mrs abernethy about the boiler", ["abernethy"], ["about the boiler"]),
+    ("Name on doorbell: Van der Berg", ["Berg"], ["Name on doorbell"]),
+    ("Dear Dr MacGregor, thank you for your letter.", ["MacGregor"], ["thank you"]),
+]
+
+
+@pytest.mark.parametrize("text, gone, kept", NAMES)
+def test_names_from_context_and_structure(anon, text, gone, kept):
+    _check(anon, text, gone, kept)
+
+
+@pytest.mark.parametrize("text", [
+    "Ask Support about the refund before Friday.",
+    "Will the update fix the crash on Android?",
+    "Gartner's report and Deloitte's analysis were discussed.",
+    "Mark the ticket as solved and close the case.",
+    "Contact noreply@example.com for automated messages only.",
+])
+def test_new_name_rules_leave_ordinary_sentences_alone(anon, text):
+    assert anon.anonymize_texts([text])[0].replace("<EMAIL_ADDRESS_1>", "noreply@example.com") == text

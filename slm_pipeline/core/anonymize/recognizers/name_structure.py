@@ -7,7 +7,7 @@ from __future__ import annotations
 import regex as re
 from presidio_analyzer import RecognizerResult
 
-from slm_pipeline.core.anonymize.lexicons import _lexicon, _rx, _strip_accents
+from slm_pipeline.core.anonymize.lexicons import _lexicon, _norm_word, _rx, _strip_accents
 from slm_pipeline.core.anonymize.recognizers.base import _OurRecognizer
 from slm_pipeline.core.anonymize.recognizers.names import _singular, _token_class
 
@@ -17,11 +17,13 @@ _NAMEISH = {"F", "L", "U"}
 _INITIAL = re.compile(rf"(?<![\w.])(?P<a>{_W})[ \t]+[\p{{Lu}}]\.[ \t]+(?P<b>{_W})")
 # "Dalisay Kónya's account", "Gebremedhin's manager": a possessive before a word that belongs to people. A lone
 # unknown word needs a kin/role noun ("Ubuntu's team", "Mozilla's blog" are organisations).
-_PERSON_ONLY = r"manager|assistant|colleague|wife|husband|partner|son|daughter|mother|father|parents|boss|kids|children"
+_PERSON_ONLY = (r"manager|assistant|colleague|wife|husband|partner|son|daughter|mother|father|parents|boss|kids|children|"
+                r"e-?mail|phone|mobile|number|address|desk|family|birthday|wedding|flat|house|car|message|reply|voicemail|"
+                r"calendar")
 _POSSESSIVE = re.compile(
     rf"(?<![\w.])(?P<n>{_W}(?:[ \t]+{_W}){{0,2}})['’]s[ \t]+(?:(?:new|old|own|previous|current)[ \t]+)?"
-    rf"(?:(?P<kin>{_PERSON_ONLY})|team|account|office|family|request|complaint|booking|ticket|e-?mail|phone|number|"
-    r"address|desk|profile|membership|card|subscription|invoice|refund|message|reply|(?P<work>case|thesis|notes|"
+    rf"(?:(?P<kin>{_PERSON_ONLY})|team|account|office|request|complaint|booking|ticket|"
+    r"profile|membership|card|subscription|invoice|refund|(?P<work>case|thesis|notes|"
     r"presentation|draft|feedback|comments?|suggestions?|questions?|idea|argument|point|slides|talk|patch|commit|"
     r"pull[ \t]+request|code[ \t]+review))\b"
 )
@@ -29,10 +31,11 @@ _POSSESSIVE = re.compile(
 _LIST_CUE = re.compile(
     r"(?i)\b(?:co-?founders|founders|authors|owners|members|staff|agents|contributors|maintainers|participants|"
     r"speakers|winners|hosts|guests|colleagues|organi[sz]ers|attendees|recipients|cc|bcc|panel|panelists|"
-    r"interviewers|reviewers|judges|assignees|approvers|signatories|witnesses)[ \t]*:[ \t]*"
+    r"interviewers|reviewers|judges|assignees|approvers|signatories|witnesses|present|absent|apologies|invitees|"
+    r"invited|on[ \t]+call)[ \t]*:[ \t]*"
     r"|\b(?P<verb>assigned|reassigned|delegated|handed[ \t]+over)[ \t]+to[ \t]+"
 )
-_PARTICLE = r"(?:(?:van|von|de|der|den|du|da|di|del|della|le|la|ter|ten|bin|bint|ibn|al|el)[ \t]+){0,2}"
+_PARTICLE = r"(?:(?i:van|von|de|der|den|du|da|di|del|della|le|la|ter|ten|bin|bint|ibn|al|el)[ \t]+){0,2}"
 _LIST_ITEM = re.compile(rf"(?P<n>{_PARTICLE}{_W}(?:[ \t]+{_W}){{0,2}})(?P<sep>[ \t]*(?:,|&|\band\b)[ \t]*)?")
 # "A. K. Ramanathan", "J.R. Okafor", "K. Ivanova", "E. van Dijk": initials before a surname
 _INITIALS = re.compile(
@@ -41,8 +44,12 @@ _INITIALS = re.compile(
 # "Nikolaidis told Papadakis", "Okafor asked Lindqvist": a lone surname as the subject of a verb of talking
 _SPEAKER = re.compile(
     rf"(?<![\w.\-])(?P<n>{_W})[ \t]+(?:told|asked|emailed|called|phoned|texted|messaged|informed|reminded|"
-    rf"thanked|warned|promised|assured|replied[ \t]+to|wrote[ \t]+to)[ \t]+(?P<m>{_W})?"
+    rf"thanked|warned|promised|assured|replied[ \t]+to|wrote[ \t]+to|said|says|retires|retired|resigned|resigns|"
+    rf"disagrees|disagreed|insists|insisted|admitted|admits|apologi[sz]ed|smiled|laughed|nodded|shrugged|sighed)"
+    rf"(?:[ \t]+(?P<m>{_W})|[ \t]+(?P<obj>me|us|you|him|her|them)\b)?"
 )
+_HONORIFIC_SUFFIX = re.compile(rf"(?<![\w.])(?P<n>{_W}?)-(?:san|sama|kun|chan|sensei|senpai|ji|ssi|nim)(?![\w\-])")
+_LOWER_TITLE = re.compile(r"\b(?:mr|mrs|ms|miss|dr)\.?[ \t]+(?P<n>\p{Ll}[\p{Ll}\p{M}'’\-]{2,}(?:[ \t]+\p{Ll}[\p{Ll}\p{M}'’\-]{2,})?)")
 # "Kagiso and Lerato Mokoena": a given name joined to a full name shares its surname
 _SHARED_SURNAME = re.compile(rf"(?<![\w.\-])(?P<x>{_W})[ \t]+(?:and|&)[ \t]+(?P<y>{_W})[ \t]+(?P<z>{_W})")
 # "my daughter Summer", "her husband Will": after a kinship/role noun a capitalized word is a name even when it
@@ -96,11 +103,26 @@ class PersonStructureRecognizer(_OurRecognizer):
                 e = m.end() - (2 if text[m.end() - 2:m.end()] in ("'s", "’s") else 0)
                 out.append(self._result(m.start(), e, 0.8, "given name, initial, surname"))
         for m in _POSSESSIVE.finditer(text):
-            cls = classes(m.group("n"))
+            words = list(_rx(r"\S+").finditer(m.group("n")))
+            cls = [_token_class(w.group(0), lex) for w in words]
+            while len(cls) > 1 and cls[0] == "C":  # "Per Okafor's email": a sentence word, then the name
+                words, cls = words[1:], cls[1:]
+            start = m.start("n") + words[0].start()
             if m.group("work") and len(cls) == 1 and cls[0] not in ("F", "L"):
                 continue  # "Gartner's report", "Mozilla's proposal": organisations write these too
-            if namey(cls) and (m.group("kin") or len(cls) > 1 or cls[0] in ("F", "L")):
-                out.append(self._result(m.start("n"), m.end("n"), 0.7, "possessive before a person's noun"))
+            lone_ok = cls[0] in ("F", "L") or cls[0] == "U" and _vowelly(words[0].group(0))
+            if namey(cls) and (m.group("kin") and lone_ok or len(cls) > 1 or cls[0] in ("F", "L")):
+                out.append(self._result(start, m.end("n"), 0.7, "possessive before a person's noun"))
+        for m in _HONORIFIC_SUFFIX.finditer(text):
+            if _token_class(m.group("n"), lex) in ("F", "L", "U", "A"):
+                out.append(self._result(m.start("n"), m.end("n"), 0.75, "name before an honorific suffix"))
+        for m in _LOWER_TITLE.finditer(text):
+            words = m.group("n").split()
+            if not any(w in lex.broad_common or w in lex.stop or _singular(w, lex) for w in words[:1]):
+                if len(words) > 1 and (words[1] in lex.broad_common or words[1] in lex.stop):
+                    words = words[:1]
+                out.append(self._result(m.start("n"), m.start("n") + len(" ".join(words)), 0.7,
+                                        "lower-case name after a title"))
         for m in _THE_X.finditer(text):
             if classes(m.group("n"))[0] in _NAMEISH:
                 out.append(self._result(m.start("n"), m.end("n"), 0.65, "'the X novel/family'"))
@@ -123,7 +145,8 @@ class PersonStructureRecognizer(_OurRecognizer):
                 out.append(self._result(m.start("n"), m.end("n"), 0.7, "name after a kinship noun"))
         for m in _SPEAKER.finditer(text):
             cn = _token_class(m.group("n"), lex)
-            if cn in ("F", "L") or cn == "U" and _vowelly(m.group("n")):
+            # "Rose asked me": a name that is also an everyday word only with a person as the object
+            if cn in ("F", "L") or cn == "U" and _vowelly(m.group("n")) or cn == "A" and m.group("obj"):
                 if text[max(0, m.start() - 4):m.start()].strip().lower() in ("the", "a", "an"):
                     continue
                 out.append(self._result(m.start("n"), m.end("n"), 0.6, "subject of a verb of talking"))
@@ -157,15 +180,31 @@ class PersonStructureRecognizer(_OurRecognizer):
 
 # "Kagiso and Lerato Mokoena", "from Gulnara Ismailova to Rustam": a name-like word coordinated with a detected
 # person is a person too
-_COORD_LEFT = re.compile(rf"(?<![\w.\-])(?P<n>{_W})[ \t]+(?:and|&)[ \t]+$")
-_COORD_RIGHT = re.compile(rf"[ \t]+(?:and|&)[ \t]+(?P<n>{_W})(?![\w'’\-]|[ \t]+\p{{Lu}}|[ \t]*&)")
+_COORD_LEFT = re.compile(rf"(?<![\w.\-])(?P<n>{_W})(?:[ \t]+(?:and|&)[ \t]+|[ \t]*/[ \t]*)$")
+_COORD_RIGHT = re.compile(rf"(?:[ \t]+(?:and|&)[ \t]+|[ \t]*/[ \t]*)(?P<n>{_W})(?![\w'’\-/]|[ \t]+\p{{Lu}}|[ \t]*&)")
+# "Liis Kask", "Morag Sutherland": a detected name grows over a name-like word right next to it on the same line
+_LEFT_WORD = re.compile(rf"(?<![\w.\-'’])(?P<n>{_W})[ ]$")
+_RIGHT_WORD = re.compile(rf"[ ](?P<n>{_W})(?![\w'’\-@.]|[ \t]+\p{{Lu}})")
+_EMAIL_PART = re.compile(r"[\p{L}]{3,}")
 _FROM_TO = re.compile(rf"[ \t]+to[ \t]+(?P<n>{_W})(?![\w'’\-]|[ \t]+\p{{Lu}})")
+
+
+def _capital_given_name(word: str, lex) -> bool:
+    """A capitalized word inside a sentence that the word lists call common but that reads as a given name: a stop
+    word that is also a first name ("Will"), or a word no dictionary knows ("Liis")."""
+    low = _norm_word(word)
+    if _rx(r"['’]").search(word):
+        return False
+    if low in lex.first and (low in lex.stop or low not in lex.narrow_common):
+        return True
+    return low not in lex.narrow_common and low not in lex.dictionary and low not in lex.stop and _vowelly(word)
 
 
 def coordinated_names(text: str, findings: list) -> list:
     """Findings plus PERSON for name-like words joined to a detected person by "and"/"&" or "from <person> to"."""
     persons = [f for f in findings if f.entity_type == "PERSON"]
-    if not persons:
+    emails = [f for f in findings if f.entity_type == "EMAIL_ADDRESS"]
+    if not persons and not emails:
         return findings
     from slm_pipeline.core.anonymize.findings import Finding
 
@@ -173,14 +212,49 @@ def coordinated_names(text: str, findings: list) -> list:
     taken = [(f.start, f.end) for f in findings]
     out = list(findings)
 
-    def add(s: int, e: int) -> None:
+    def add(s: int, e: int, any_case: bool = False) -> None:
         w = text[s:e]
         c = _token_class(w, lex)
-        if (c in ("F", "L") or c == "U" and _vowelly(w)) and not any(a < e and s < b for a, b in taken):
+        if (any_case or c in ("F", "L") or c == "U" and _vowelly(w)) and not any(a < e and s < b for a, b in taken):
             out.append(Finding("PERSON", s, e, 0.6, w, "PersonStructureRecognizer"))
             taken.append((s, e))
 
+    def grow(f, s: int, e: int) -> None:
+        w = (text[s:f.start] if s < f.start else text[f.end:e]).strip()
+        c = _token_class(w, lex)
+        # "and Will Hartley": a capitalized given name that is also a stop word, inside a sentence
+        mid_sentence = s < f.start and _rx(r"[\p{Ll},][ \t]+$").search(text[max(0, s - 6):s])
+        # a word that is also an everyday word ("Ask", "Will") only inside a sentence, never as its first word
+        everyday_ok = s >= f.start or mid_sentence
+        if not everyday_ok and (_norm_word(w) in lex.dictionary or _singular(_norm_word(w), lex)):
+            return  # "Ask Mirela Baciu ...": an imperative at the start of a sentence
+        if not (c in ("F", "L") or c == "A" and everyday_ok or c == "U" and _vowelly(w) or c == "C" and mid_sentence
+                and _capital_given_name(w, lex)) or _norm_word(w) in lex.heads:
+            return
+        if e > f.end and _rx(r"[ \t]+([\p{L}]+)").match(text, e) and \
+                _norm_word(_rx(r"[ \t]+([\p{L}]+)").match(text, e).group(1)) in lex.heads:
+            return  # "Anna Hill Street"
+        if any(a < e and s < b and (a, b) != (f.start, f.end) for a, b in taken):
+            return
+        out.append(Finding("PERSON", s, e, f.score, text[s:e], f.source))
+        taken.append((s, e))
+
+    for f in emails:  # "write to fiona.mackay@... - fiona is away": a name part of the address stands alone
+        for part in _EMAIL_PART.findall(f.text.split("@")[0]):
+            low = part.lower()
+            if low in lex.broad_common or low in lex.stop or _singular(low, lex) or not (
+                    low in lex.first or low in lex.last or _vowelly(low)):
+                continue
+            for m in _rx(rf"(?i)(?<![\w.@\-]){re.escape(low)}(?![\w@\-]|\.\w)").finditer(text):
+                add(m.start(), m.end(), any_case=True)
     for f in persons:
+        if "\n" not in f.text:
+            m = _LEFT_WORD.search(text, max(0, f.start - 40), f.start)
+            if m and m.end() == f.start and not _rx(r"(?i)\b(?:the|a|an)[ \t]+$").search(text[max(0, m.start() - 5):m.start()]):
+                grow(f, m.start("n"), f.end)
+            m = _RIGHT_WORD.match(text, f.end)
+            if m and f.text[-1:].isalpha():
+                grow(f, f.start, m.end("n"))
         m = _COORD_LEFT.search(text, max(0, f.start - 40), f.start)
         if m and m.end() == f.start:
             add(m.start("n"), m.end("n"))

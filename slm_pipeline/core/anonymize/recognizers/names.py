@@ -188,6 +188,8 @@ def _score_name_tokens(classes: list[str]) -> float:
         return 0.85 if any(c in strong for c in classes) else 0.3
     if first == "F" and last == "U":
         return 0.75
+    if n == 2 and first == "A" and last == "U":
+        return 0.5
     if first in ("U", "L") and last in ("L", "F"):
         return 0.6
     if first in ("F", "L") or last in ("F", "L"):
@@ -318,6 +320,7 @@ _NAME_TOKEN = r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*"
 _TRIGGERS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"(?i)\bmy[ \t]+(?:full[ \t]+|first[ \t]+|last[ \t]+|sur)?name(?:['’]s|[ \t]+is|[ \t]*:|[ \t]+was)"
                 r"[ \t]+"), "strong"),
+    (re.compile(r"(?i)\bname[ \t]+on[ \t]+(?:the[ \t]+)?[\p{L}]+(?:[ \t]+[\p{L}]+)?[ \t]*:[ \t]*"), "strong"),
     (re.compile(r"(?im)(?:^|[\n;,(]|\b)(?:full[ \t]+|first[ \t]+|last[ \t]+|sur|customer[ \t]+|account[ \t]+holder[ \t]+|"
                 r"card[ \t]*holder[ \t]+|contact[ \t]+|recipient[ \t]+)?name[ \t]*[:=][ \t]*"), "strong"),
     (re.compile(r"(?i)\b(?:call[ \t]+me|i(?:['’]m|[ \t]+am)[ \t]+called|signed[ \t]*,?|sincerely[ \t]*,?|"
@@ -393,7 +396,7 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
                 toks.append((m.start(), m.end(), w, c))  # "I'm Joon-ho Park": a surname, not a park
                 break
             return None  # "from Liberty Plaza", "this is Central Station"
-        if c == "C" and not (kind == "title" and not toks):
+        if c == "C" and not (kind in ("title", "strong") and not toks and w[:1].isupper() and low not in lex.narrow_common):
             # "I'm Petre Pop": a capitalized dictionary word right after a name-like token continues the name
             if not (toks and toks[-1][3] in ("U", "F", "L") and w[:1].isupper() and low not in lex.narrow_common):
                 break
@@ -439,6 +442,8 @@ class PersonContextRecognizer(_OurRecognizer):
                 after = text[e:e + 2]
                 score = 0.0
                 namey = [c for c in cls if c in ("F", "L", "A", "U", "P")]
+                if not namey and kind in ("strong", "title") and text[s:s + 1].isupper():
+                    namey = ["U"]  # "Ms MacLeod", "name on the bell: Haddad": a surname that is also a dictionary entry
                 if not namey:
                     continue
                 if kind not in ("strong", "title") and len(cls) > 1 and \
@@ -455,8 +460,9 @@ class PersonContextRecognizer(_OurRecognizer):
                             and _norm_word(text[s:e].rstrip(".")) in lex.first
                             and _rx(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)").match(after)):
                         continue
-                    if len(namey) == 1 and namey[0] == "A" and not _rx(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)").match(after):
-                        continue
+                    if len(namey) == 1 and namey[0] == "A" and not _rx(r"^(?:$|[\n.!,?:;)]|[ \t]*\n)").match(after) \
+                            and not (kind in ("medium", "intro") and _rx(r"[ \t]+(?:from|here|speaking)\b").match(text, e)):
+                        continue  # "this is Bill from accounting" is a name, "this is Bill payment" is not
                     score = 0.75
                 else:  # weak triggers need gazetteer evidence
                     if not any(c in ("F",) for c in cls) and not (len(cls) > 1 and any(c == "L" for c in cls)):
