@@ -16,7 +16,8 @@ Where samples come from:
     question from core/doc_questions.py (title and heading path as context), the answer the chunk text; plus up
     to pairs.doc_fact_questions short pairs per chunk for single facts it states (`<id>#s<k>.f<j>`);
   - optional `teacher(title, chunk_text) -> [(question, answer), ...]`, called once per doc chunk (the text
-    starts with its heading path). Use it to plug in an LLM that writes better questions; off by default;
+    starts with its heading path; see `Teacher` for the extras): core/teacher/ plugs in an LLM that writes
+    better questions (teacher.enabled, off by default); its samples are `<id>#s<k>.t<j>`, source "teacher";
   - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
 
 Document chunks that are only code (pieces of a long code block) become no pair ("code_only"; they stay in the
@@ -38,6 +39,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,6 +62,8 @@ __all__ = [
     "PairsError",
     "PairsResult",
     "Teacher",
+    "TeacherPair",
+    "TeacherStop",
     "build_pairs",
     "validate_sample",
     "scrub_placeholders",
@@ -70,7 +74,22 @@ __all__ = [
     "shingles",
 ]
 
+# `teacher(title, section) -> [(question, answer), ...]` for one doc chunk (section: heading path, a blank line,
+# the chunk text). core/teacher/ is the LLM one. Optional extras: items may be TeacherPair with `drop` set (its own
+# filter rejected the pair: reported as "teacher_<reason>"); `teacher.many([(title, section), ...])` answers all
+# chunks at once (a list of pairs or an exception per chunk); an exception's `reason` attribute names its drop
+# reason; TeacherStop (endpoint unreachable, bad key) stops the build instead of failing every chunk.
 Teacher = Callable[[str, str], list[tuple[str, str]]]
+
+
+class TeacherPair(NamedTuple):
+    question: str
+    answer: str
+    drop: tuple[str, str] | None = None  # (reason, detail) when the teacher's filter rejected the pair
+
+
+class TeacherStop(RuntimeError):
+    """A teacher error no other chunk can get past (unreachable endpoint, refused API key): the build stops."""
 
 
 class PairsError(ValueError):
@@ -187,7 +206,8 @@ def _qa(question: str, answer: str) -> list[dict]:
 
 def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: Teacher | None,
                 drop: Callable, spans: dict, chunk_words: int, overlap_words: int) -> list[dict]:
-    out = []
+    out: list[dict | None] = []
+    jobs: list[tuple[int, str, str, str]] = []  # (slot in out, sample id, title, section) per doc chunk
     for rec in records:
         kind = rec.get("kind") or ("doc" if "text" in rec else "chat")
         if "messages" in rec:
@@ -209,10 +229,13 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
                 for j, (q, a) in enumerate(fact_questions(c.text, c.title, path, policy.company, cfg.doc_fact_questions)):
                     out.append(_sample(f"{sid}.f{j}", "doc", _qa(q, a), policy))
                     spans[f"{sid}.f{j}"] = spans[sid]
-                if teacher is not None:
-                    teacher_samples = _teacher_samples(teacher, sid, c.title, f"{c.label}\n\n{c.text}", policy, drop)
-                    spans.update({t["id"]: spans[sid] for t in teacher_samples})
-                    out.extend(teacher_samples)
+                if teacher is not None:  # a slot, filled below once every chunk is asked (at once, if it can)
+                    jobs.append((len(out), sid, c.title, f"{c.label}\n\n{c.text}"))
+                    out.append(None)
+    for (slot, sid, _, _), answer in reversed(list(zip(jobs, _ask_teacher(teacher, jobs), strict=True))):
+        teacher_samples = _teacher_samples(answer, sid, policy, drop)
+        spans.update({t["id"]: spans[sid] for t in teacher_samples})
+        out[slot:slot + 1] = teacher_samples
     if cfg.include_refusals is not False:  # None (auto) is resolved by the caller; plain callers get refusals
         for question in dict.fromkeys(policy.out_of_scope_examples):  # de-duplicated, order kept
             # Id from the question text, so adding examples does not rename (and re-split) the others.
@@ -221,17 +244,48 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
     return out
 
 
-def _teacher_samples(teacher: Teacher, sid: str, title: str, section: str, policy: Policy,
-                     drop: Callable) -> list[dict]:
-    try:
-        pairs = list(teacher(title, section))
-        if not all(isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)
-                   for p in pairs):
-            raise TypeError("teacher must return a list of (question, answer) string tuples")
-    except Exception as e:  # noqa: BLE001 - one failing section should not stop the whole run; it is reported
-        drop({"id": sid, "source": "teacher"}, "teacher_error", f"{type(e).__name__}: {e}")
+def _ask_teacher(teacher: Teacher | None, jobs: list[tuple[int, str, str, str]]) -> list:
+    """The teacher's answer per job: its pairs, or the exception it raised for that chunk (TeacherStop ends the
+    build). A teacher with `many` gets every chunk at once (it may ask concurrently and cache)."""
+    if teacher is None or not jobs:
         return []
-    return [_sample(f"{sid}.t{j}", "teacher", _qa(q, a), policy) for j, (q, a) in enumerate(pairs)]
+    chunks = [(title, section) for _, _, title, section in jobs]
+    if hasattr(teacher, "many"):
+        return list(teacher.many(chunks))
+    answers: list = []
+    for title, section in chunks:
+        try:
+            answers.append(teacher(title, section))
+        except TeacherStop:
+            raise
+        except Exception as e:  # noqa: BLE001 - one failing chunk should not stop the whole run; it is reported
+            answers.append(e)
+    return answers
+
+
+def _teacher_samples(answer: list | BaseException, sid: str, policy: Policy, drop: Callable) -> list[dict]:
+    """Samples `<sid>.t<j>` from one chunk's teacher answer; pairs its filter rejected are reported as
+    "teacher_<reason>", an error for the chunk as its `reason` (default "teacher_error")."""
+    if isinstance(answer, TeacherStop):
+        raise answer
+    if not isinstance(answer, BaseException):
+        answer = list(answer)
+        if not all(isinstance(p, (tuple, list)) and len(p) in (2, 3) and all(isinstance(x, str) for x in p[:2])
+                   for p in answer):
+            answer = TypeError("teacher must return a list of (question, answer) string tuples")
+    if isinstance(answer, BaseException):
+        reason = getattr(answer, "reason", None) or "teacher_error"
+        drop({"id": sid, "source": "teacher"}, reason, f"{type(answer).__name__}: {answer}")
+        return []
+    out = []
+    for j, pair in enumerate(answer):  # numbered over everything returned: ids stay when the filter changes
+        sample = _sample(f"{sid}.t{j}", "teacher", _qa(pair[0], pair[1]), policy)
+        rejected = pair[2] if len(pair) == 3 else None
+        if rejected:
+            drop(sample, f"teacher_{rejected[0]}", rejected[1])
+        else:
+            out.append(sample)
+    return out
 
 
 def _normalize_turns(messages: list[dict]) -> list[dict]:
