@@ -270,8 +270,8 @@ def _teacher_samples(answer: list | BaseException, sid: str, policy: Policy, dro
         raise answer
     if not isinstance(answer, BaseException):
         answer = list(answer)
-        if not all(isinstance(p, (tuple, list)) and len(p) in (2, 3) and all(isinstance(x, str) for x in p[:2])
-                   for p in answer):
+        if not all((isinstance(p, TeacherPair) or (isinstance(p, tuple | list) and len(p) == 2))
+                   and all(isinstance(x, str) for x in p[:2]) for p in answer):
             answer = TypeError("teacher must return a list of (question, answer) string tuples")
     if isinstance(answer, BaseException):
         reason = getattr(answer, "reason", None) or "teacher_error"
@@ -280,7 +280,7 @@ def _teacher_samples(answer: list | BaseException, sid: str, policy: Policy, dro
     out = []
     for j, pair in enumerate(answer):  # numbered over everything returned: ids stay when the filter changes
         sample = _sample(f"{sid}.t{j}", "teacher", _qa(pair[0], pair[1]), policy)
-        rejected = pair[2] if len(pair) == 3 else None
+        rejected = pair.drop if isinstance(pair, TeacherPair) else None
         if rejected:
             drop(sample, f"teacher_{rejected[0]}", rejected[1])
         else:
