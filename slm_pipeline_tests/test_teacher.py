@@ -135,7 +135,7 @@ def test_teacher_pairs_are_filtered_reported_and_cached(server, tmp_path):
     assert dropped["care.md#s0.t1"]["reason"] == "teacher_ungrounded_number"
     assert "300, 47" in dropped["care.md#s0.t1"]["detail"]
     assert dropped["care.md#s0.t2"]["reason"] == "teacher_duplicate_question"
-    assert dropped["app.md#s1"]["reason"] == "teacher_malformed"
+    assert dropped["app.md#s1.t"]["reason"] == "teacher_malformed"
     assert res.report["dropped"]["teacher_ungrounded_number"] == 3
     assert res.report["dropped"]["teacher_duplicate_question"] == 3
     assert res.report["dropped"]["teacher_malformed"] == 1
@@ -233,6 +233,11 @@ def test_answers_are_parsed_leniently_and_malformed_ones_raise():
                        + "\n```") == ([("How do I unlock?", "Tap Unlock.")], 1)
     assert parse_pairs('Here: [{"Q": "Why?", "A": "Because."}] hope it helps')[0] == [("Why?", "Because.")]
     assert parse_pairs(json.dumps(pair))[0] == [("How do I unlock?", "Tap Unlock.")]
+    # a code fence inside an answer, brackets in the prose before the list: the list with the pairs still wins
+    code = {"question": "How do I start it?", "answer": "Run:\n```\nsyncthing serve\n```"}
+    assert parse_pairs("Here are [2] pairs:\n```json\n" + json.dumps([code, pair]) + "\n```")[0] == [
+        ("How do I start it?", "Run:\n```\nsyncthing serve\n```"), ("How do I unlock?", "Tap Unlock.")]
+    assert parse_pairs("[]") == ([], 0)  # no fact in the chunk: no pair, not an error
     for bad in ("I cannot help with that.", '[{"question": "unterminated', ""):
         with pytest.raises(TeacherResponseError, match="no JSON list"):
             parse_pairs(bad)

@@ -21,9 +21,9 @@ Where samples come from:
   - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
 
 Document chunks that are only code (pieces of a long code block) become no pair ("code_only"; they stay in the
-retrieval index). Curation (core/curation.py) drops, in this order, and reports each drop with a reason: no user/assistant
-exchange, empty or garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
-questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
+retrieval index). Curation (core/curation.py) drops, in this order, and reports each drop with a reason: no
+user/assistant exchange, empty or garbage text, answers shorter than min_answer_chars, non-English text, questions
+that leak gold eval questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
 and samples over max_tokens (only when `count_tokens` is given; it should render with the model's chat template).
 A sample over max_tokens is first made to fit: `trim_context(sample)` (given by the caller when samples carry
 retrieved excerpts) removes the lowest-ranked excerpt that is not the answer's own, one at a time; a chat still
@@ -232,9 +232,11 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
                 if teacher is not None:  # a slot, filled below once every chunk is asked (at once, if it can)
                     jobs.append((len(out), sid, c.title, f"{c.label}\n\n{c.text}"))
                     out.append(None)
-    for (slot, sid, _, _), answer in reversed(list(zip(jobs, _ask_teacher(teacher, jobs), strict=True))):
-        teacher_samples = _teacher_samples(answer, sid, policy, drop)
-        spans.update({t["id"]: spans[sid] for t in teacher_samples})
+    filled = []  # in chunk order, so drops are reported in corpus order
+    for (slot, sid, _, _), answer in zip(jobs, _ask_teacher(teacher, jobs), strict=True):
+        filled.append((slot, _teacher_samples(answer, sid, policy, drop)))
+        spans.update({t["id"]: spans[sid] for t in filled[-1][1]})
+    for slot, teacher_samples in reversed(filled):  # from the back: earlier slots keep their positions
         out[slot:slot + 1] = teacher_samples
     if cfg.include_refusals is not False:  # None (auto) is resolved by the caller; plain callers get refusals
         for question in dict.fromkeys(policy.out_of_scope_examples):  # de-duplicated, order kept
@@ -275,7 +277,8 @@ def _teacher_samples(answer: list | BaseException, sid: str, policy: Policy, dro
             answer = TypeError("teacher must return a list of (question, answer) string tuples")
     if isinstance(answer, BaseException):
         reason = getattr(answer, "reason", None) or "teacher_error"
-        drop({"id": sid, "source": "teacher"}, reason, f"{type(answer).__name__}: {answer}")
+        # "<sid>.t": the chunk's teacher answer, not its words (coverage counts those under the doc sample)
+        drop({"id": f"{sid}.t", "source": "teacher"}, reason, f"{type(answer).__name__}: {answer}")
         return []
     out = []
     for j, pair in enumerate(answer):  # numbered over everything returned: ids stay when the filter changes

@@ -51,21 +51,21 @@ class PromptTemplate:
         return [{"role": "user", "content": content.strip()}]
 
 
-def _first_json(text: str) -> object | None:
-    """The first JSON list or object in `text` (whole, or starting at one of its first brackets)."""
-    text = text.strip()
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
+def _json_values(text: str) -> list[object]:
+    """Every JSON value `text` holds whole, in a ``` fence, or starting at one of its first brackets."""
+    values = []
     decoder = json.JSONDecoder()
-    starts = [m.start() for m in re.finditer(r"[\[{]", text)][:20]
-    for i in starts:
+    for candidate in [text, *_FENCE.findall(text)]:
         try:
-            return decoder.raw_decode(text, i)[0]
+            values.append(json.loads(candidate))
+        except ValueError:
+            pass
+    for m in list(re.finditer(r"[\[{]", text))[:20]:
+        try:
+            values.append(decoder.raw_decode(text, m.start())[0])
         except ValueError:
             continue
-    return None
+    return values
 
 
 def _items(doc: object) -> list | None:
@@ -94,13 +94,17 @@ def _pair(item: object) -> tuple[str, str] | None:
 
 def parse_pairs(text: str) -> tuple[list[tuple[str, str]], int]:
     """(pairs, items that were no question/answer pair) from a teacher answer; TeacherResponseError if it holds
-    no JSON list of pairs at all."""
-    text = _THINK.sub("", text or "")
-    for candidate in [*_FENCE.findall(text), text]:
-        items = _items(_first_json(candidate))
-        if items is not None:
-            break
-    else:
-        raise TeacherResponseError(f"no JSON list of question/answer pairs in the answer: {text.strip()[:160]!r}")
-    pairs = [p for p in map(_pair, items) if p is not None]
-    return pairs, len(items) - len(pairs)
+    no JSON list of pairs at all. Of several JSON values in the answer, the one with the most pairs wins (an
+    answer's own ``` code fence inside a JSON string, or "[3]" in a sentence, must not hide the list)."""
+    text = _THINK.sub("", text or "").strip()
+    best: tuple[list[tuple[str, str]], int] | None = None
+    for value in _json_values(text):
+        items = _items(value)
+        if items is None:
+            continue
+        pairs = [p for p in map(_pair, items) if p is not None]
+        if best is None or len(pairs) > len(best[0]):
+            best = pairs, len(items) - len(pairs)
+    if best is None:
+        raise TeacherResponseError(f"no JSON list of question/answer pairs in the answer: {text[:160]!r}")
+    return best
