@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = "slm_pipeline.yaml"
@@ -127,6 +135,67 @@ class PairsConfig(_Section):
     language_check: bool = Field(
         True, description="Drop samples that look non-English (non-Latin script or almost no English stopwords)."
     )
+
+
+class TeacherConfig(_Section):
+    """An optional LLM that writes question/answer pairs from document chunks (core/teacher/), off by default."""
+
+    enabled: bool = Field(
+        False, description="Ask an OpenAI-compatible endpoint (Ollama, vLLM, llama-server, a hosted API) for "
+        "question/answer pairs per document chunk, on top of the heuristic pairs. Needs teacher.url and "
+        "teacher.model.",
+    )
+    url: str | None = Field(
+        None, description="Base URL of the endpoint, up to /v1: http://localhost:11434/v1 (Ollama), "
+        "http://host:8000/v1 (vLLM), http://host:8080/v1 (llama-server).",
+    )
+    model: str | None = Field(
+        None, description="Model name the endpoint serves (an Ollama tag such as qwen2.5:7b-instruct, vLLM's "
+        "--served-model-name).",
+    )
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (sent as a Bearer token), e.g. "
+        "OPENAI_API_KEY. The key itself never goes into a settings file. Empty = no key (local servers).",
+    )
+    pairs_per_chunk: int = Field(3, ge=1, le=10, description="Ask for up to this many pairs per chunk.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one answer before retrying.")
+    max_retries: int = Field(
+        3, ge=0, le=10, description="Retries per chunk after a connection error, a timeout or HTTP 429/5xx, with "
+        "exponential backoff (1 s, 2 s, 4 s, ...). When they are used up the build stops with the URL in the error.",
+    )
+    concurrency: int = Field(
+        4, ge=1, le=64, description="Requests in flight at once (vLLM and llama-server batch them; Ollama "
+        "queues beyond OLLAMA_NUM_PARALLEL).",
+    )
+    max_answer_words: int = Field(80, ge=5, description="Filter: drop pairs whose answer is longer than this.")
+    min_grounding: float = Field(
+        0.6, ge=0.0, le=1.0, description="Filter: share of the answer's content words that must appear in the "
+        "chunk (words compared by their first 5 letters); below it the pair is dropped as ungrounded. Numbers in "
+        "the answer must always appear in the chunk.",
+    )
+    cache_file: str | None = Field(
+        None, description="SQLite file remembering every answer by (model, prompt, chunk text, pairs_per_chunk), "
+        "so a re-run asks only for new or changed chunks. Empty = <artifacts_dir>/teacher_cache.sqlite.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// base URL such as http://localhost:11434/v1")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _enabled_needs_endpoint(self) -> TeacherConfig:
+        missing = [k for k in ("url", "model") if self.enabled and not getattr(self, k)]
+        if missing:
+            raise ValueError(
+                f"teacher.enabled is true but {' and '.join('teacher.' + k for k in missing)} is empty: set "
+                f"{'it' if len(missing) == 1 else 'them'} (e.g. url: http://localhost:11434/v1, model: qwen2.5:7b-instruct for Ollama), or set "
+                "teacher.enabled: false")
+        return self
 
 
 class RetrievalConfig(_Section):
@@ -394,6 +463,7 @@ class PipelineConfig(_Section):
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -430,7 +500,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 
 # Settings naming a file or folder: a relative value resolves against the folder of the settings file that sets it.
 PATH_SETTINGS = ("artifacts_dir", "gold_file", "probes_dir", "policy_file", "corpus.corpus_dir",
-                 "anonymize.canaries_file", "anonymize.vocabulary_file", "eval.graded_sheet")
+                 "anonymize.canaries_file", "anonymize.vocabulary_file", "eval.graded_sheet", "teacher.cache_file")
 # Settings taking a path or a name (hub id, spaCy package): resolved only when the value is written as a path
 # ("./models/x", "~/x") or names something that exists next to the settings file.
 PATH_OR_NAME_SETTINGS = ("base_model", "retrieval.embedding_model", "eval.embedding_model", "anonymize.spacy_model")

@@ -16,13 +16,14 @@ Where samples come from:
     question from core/doc_questions.py (title and heading path as context), the answer the chunk text; plus up
     to pairs.doc_fact_questions short pairs per chunk for single facts it states (`<id>#s<k>.f<j>`);
   - optional `teacher(title, chunk_text) -> [(question, answer), ...]`, called once per doc chunk (the text
-    starts with its heading path). Use it to plug in an LLM that writes better questions; off by default;
+    starts with its heading path; see `Teacher` for the extras): core/teacher/ plugs in an LLM that writes
+    better questions (teacher.enabled, off by default); its samples are `<id>#s<k>.t<j>`, source "teacher";
   - refusal pairs: each policy.out_of_scope_examples question answered with exactly policy.refusal.
 
 Document chunks that are only code (pieces of a long code block) become no pair ("code_only"; they stay in the
-retrieval index). Curation drops, in this order, and reports each drop with a reason: no user/assistant
-exchange, empty or garbage text, answers shorter than min_answer_chars, non-English text, questions that leak gold eval
-questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
+retrieval index). Curation (core/curation.py) drops, in this order, and reports each drop with a reason: no
+user/assistant exchange, empty or garbage text, answers shorter than min_answer_chars, non-English text, questions
+that leak gold eval questions, exact duplicates, near-duplicates (MinHash + LSH over word shingles, verified by exact Jaccard),
 and samples over max_tokens (only when `count_tokens` is given; it should render with the model's chat template).
 A sample over max_tokens is first made to fit: `trim_context(sample)` (given by the caller when samples carry
 retrieved excerpts) removes the lowest-ranked excerpt that is not the answer's own, one at a time; a chat still
@@ -35,16 +36,25 @@ so core/coverage.py can say how much of the corpus text reaches training and wha
 from __future__ import annotations
 
 import hashlib
-import re
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from slm_pipeline.config import PairsConfig
 from slm_pipeline.core.chunking import chunk_record, count_words
+from slm_pipeline.core.curation import (
+    PLACEHOLDER,
+    GoldIndex,
+    MinHashLSH,
+    dedup,
+    prose,
+    quality_problem,
+    scrub_placeholders,
+    shingles,
+)
 from slm_pipeline.core.doc_questions import doc_question, fact_questions
 from slm_pipeline.core.policy import Policy
 
@@ -52,6 +62,8 @@ __all__ = [
     "PairsError",
     "PairsResult",
     "Teacher",
+    "TeacherPair",
+    "TeacherStop",
     "build_pairs",
     "validate_sample",
     "scrub_placeholders",
@@ -62,19 +74,22 @@ __all__ = [
     "shingles",
 ]
 
+# `teacher(title, section) -> [(question, answer), ...]` for one doc chunk (section: heading path, a blank line,
+# the chunk text). core/teacher/ is the LLM one. Optional extras: items may be TeacherPair with `drop` set (its own
+# filter rejected the pair: reported as "teacher_<reason>"); `teacher.many([(title, section), ...])` answers all
+# chunks at once (a list of pairs or an exception per chunk); an exception's `reason` attribute names its drop
+# reason; TeacherStop (endpoint unreachable, bad key) stops the build instead of failing every chunk.
 Teacher = Callable[[str, str], list[tuple[str, str]]]
 
-STOPWORDS = frozenset(
-    "a about above after again against all am an and any are as at be because been before being below between "
-    "both but by can could did do does doing down during each few for from further had has have having he her "
-    "here hers him his how i if in into is it its itself just me more most my no nor not now of off on once only "
-    "or other our out over own same she should so some such than that the their them then there these they this "
-    "those through to too under until up very was we were what when where which while who whom why will with "
-    "would you your yours".split()
-)
 
-_WORD = re.compile(r"[a-z0-9]+")
-_MERSENNE = np.uint64((1 << 61) - 1)
+class TeacherPair(NamedTuple):
+    question: str
+    answer: str
+    drop: tuple[str, str] | None = None  # (reason, detail) when the teacher's filter rejected the pair
+
+
+class TeacherStop(RuntimeError):
+    """A teacher error no other chunk can get past (unreachable endpoint, refused API key): the build stops."""
 
 
 class PairsError(ValueError):
@@ -136,15 +151,15 @@ def build_pairs(
         seen.add(s["id"])
 
     # Cheap per-sample filters first, then dedup, then the (costlier) token count on what is left.
-    gold = _GoldIndex([g["question"] if isinstance(g, dict) else g for g in gold_questions], cfg.gold_leak_threshold)
+    gold = GoldIndex([g["question"] if isinstance(g, dict) else g for g in gold_questions], cfg.gold_leak_threshold)
     kept = []
     for s in candidates:
-        problem = _quality_problem(s, cfg) or gold.leak(s)
+        problem = quality_problem(s, cfg) or gold.leak(s)
         if problem:
             drop(s, *problem)
         else:
             kept.append(s)
-    kept = _dedup(kept, cfg.near_duplicate_threshold, drop)
+    kept = dedup(kept, cfg.near_duplicate_threshold, drop)
     if contextualize is not None:
         kept = contextualize(kept)
         for s in kept:
@@ -191,7 +206,8 @@ def _qa(question: str, answer: str) -> list[dict]:
 
 def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: Teacher | None,
                 drop: Callable, spans: dict, chunk_words: int, overlap_words: int) -> list[dict]:
-    out = []
+    out: list[dict | None] = []
+    jobs: list[tuple[int, str, str, str]] = []  # (slot in out, sample id, title, section) per doc chunk
     for rec in records:
         kind = rec.get("kind") or ("doc" if "text" in rec else "chat")
         if "messages" in rec:
@@ -206,17 +222,22 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
                 path = c.heading.split(" › ") if c.heading else []
                 sample = _sample(sid, "doc", _qa(doc_question(policy.company, c.title, path, sid), c.text), policy)
                 spans[sid] = (rec["id"], span.start, span.end)
-                if not _prose(c.text).strip():  # a piece of a long code block: no answer to a question
+                if not prose(c.text).strip():  # a piece of a long code block: no answer to a question
                     drop(sample, "code_only", "a chunk of code without prose; it stays in the retrieval index")
                     continue
                 out.append(sample)
                 for j, (q, a) in enumerate(fact_questions(c.text, c.title, path, policy.company, cfg.doc_fact_questions)):
                     out.append(_sample(f"{sid}.f{j}", "doc", _qa(q, a), policy))
                     spans[f"{sid}.f{j}"] = spans[sid]
-                if teacher is not None:
-                    teacher_samples = _teacher_samples(teacher, sid, c.title, f"{c.label}\n\n{c.text}", policy, drop)
-                    spans.update({t["id"]: spans[sid] for t in teacher_samples})
-                    out.extend(teacher_samples)
+                if teacher is not None:  # a slot, filled below once every chunk is asked (at once, if it can)
+                    jobs.append((len(out), sid, c.title, f"{c.label}\n\n{c.text}"))
+                    out.append(None)
+    filled = []  # in chunk order, so drops are reported in corpus order
+    for (slot, sid, _, _), answer in zip(jobs, _ask_teacher(teacher, jobs), strict=True):
+        filled.append((slot, _teacher_samples(answer, sid, policy, drop)))
+        spans.update({t["id"]: spans[sid] for t in filled[-1][1]})
+    for slot, teacher_samples in reversed(filled):  # from the back: earlier slots keep their positions
+        out[slot:slot + 1] = teacher_samples
     if cfg.include_refusals is not False:  # None (auto) is resolved by the caller; plain callers get refusals
         for question in dict.fromkeys(policy.out_of_scope_examples):  # de-duplicated, order kept
             # Id from the question text, so adding examples does not rename (and re-split) the others.
@@ -225,17 +246,49 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
     return out
 
 
-def _teacher_samples(teacher: Teacher, sid: str, title: str, section: str, policy: Policy,
-                     drop: Callable) -> list[dict]:
-    try:
-        pairs = list(teacher(title, section))
-        if not all(isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)
-                   for p in pairs):
-            raise TypeError("teacher must return a list of (question, answer) string tuples")
-    except Exception as e:  # noqa: BLE001 - one failing section should not stop the whole run; it is reported
-        drop({"id": sid, "source": "teacher"}, "teacher_error", f"{type(e).__name__}: {e}")
+def _ask_teacher(teacher: Teacher | None, jobs: list[tuple[int, str, str, str]]) -> list:
+    """The teacher's answer per job: its pairs, or the exception it raised for that chunk (TeacherStop ends the
+    build). A teacher with `many` gets every chunk at once (it may ask concurrently and cache)."""
+    if teacher is None or not jobs:
         return []
-    return [_sample(f"{sid}.t{j}", "teacher", _qa(q, a), policy) for j, (q, a) in enumerate(pairs)]
+    chunks = [(title, section) for _, _, title, section in jobs]
+    if hasattr(teacher, "many"):
+        return list(teacher.many(chunks))
+    answers: list = []
+    for title, section in chunks:
+        try:
+            answers.append(teacher(title, section))
+        except TeacherStop:
+            raise
+        except Exception as e:  # noqa: BLE001 - one failing chunk should not stop the whole run; it is reported
+            answers.append(e)
+    return answers
+
+
+def _teacher_samples(answer: list | BaseException, sid: str, policy: Policy, drop: Callable) -> list[dict]:
+    """Samples `<sid>.t<j>` from one chunk's teacher answer; pairs its filter rejected are reported as
+    "teacher_<reason>", an error for the chunk as its `reason` (default "teacher_error")."""
+    if isinstance(answer, TeacherStop):
+        raise answer
+    if not isinstance(answer, BaseException):
+        answer = list(answer)
+        if not all((isinstance(p, TeacherPair) or (isinstance(p, tuple | list) and len(p) == 2))
+                   and all(isinstance(x, str) for x in p[:2]) for p in answer):
+            answer = TypeError("teacher must return a list of (question, answer) string tuples")
+    if isinstance(answer, BaseException):
+        reason = getattr(answer, "reason", None) or "teacher_error"
+        # "<sid>.t": the chunk's teacher answer, not its words (coverage counts those under the doc sample)
+        drop({"id": f"{sid}.t", "source": "teacher"}, reason, f"{type(answer).__name__}: {answer}")
+        return []
+    out = []
+    for j, pair in enumerate(answer):  # numbered over everything returned: ids stay when the filter changes
+        sample = _sample(f"{sid}.t{j}", "teacher", _qa(pair[0], pair[1]), policy)
+        rejected = pair.drop if isinstance(pair, TeacherPair) else None
+        if rejected:
+            drop(sample, f"teacher_{rejected[0]}", rejected[1])
+        else:
+            out.append(sample)
+    return out
 
 
 def _normalize_turns(messages: list[dict]) -> list[dict]:
@@ -282,227 +335,11 @@ def _fit(sample: dict, count_tokens: Callable, max_tokens: int, trim_context: Ca
     return sample, n
 
 
-# ---------------------------------------------------------------------------------------------- placeholders
-
-# An anonymization tag as core/anonymize writes it: <PERSON_1>, <IP_ADDRESS_2>, ...
-PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
-_SELF_INTRO = re.compile(r"[,;]?\s*(?:this is|my name is|i am|i'm|it's)\s+<PERSON_\d+>(?:\s+(?:here|speaking))?"
-                         r"|[,;]?\s*<PERSON_\d+>\s+(?:here|speaking)", re.IGNORECASE)
-_VOCATIVE = re.compile(r"\s*,\s*<PERSON_\d+>(?=\s*(?:[.!?]|$))", re.MULTILINE)
-_SIGN_OFF = re.compile(r"^\s*(?:(?:best|regards|kind regards|best regards|cheers|thanks|thank you|sincerely)\s*[,!.-]?"
-                       r"\s*)?<PERSON_\d+>[\s.!]*$", re.IGNORECASE)
-_SENTENCES = re.compile(r"(?<=[.!?])\s+")
-
-
-def _scrub_answer(text: str) -> str:
-    """The answer without anonymization tags: self-introductions ("this is <PERSON_2>"), vocatives ("Enjoy the
-    ride, <PERSON_1>!" -> "Enjoy the ride!") and sign-off lines lose the name; any other sentence that still
-    needs a tag, greetings included ("Hi <PERSON_1>, thanks for your message."), is dropped."""
-    text = _SELF_INTRO.sub("", text)
-    # "Best, <PERSON_2>" / "<PERSON_2>" alone on a line goes; "Enjoy the ride, <PERSON_1>!" -> "Enjoy the ride!"
-    text = _VOCATIVE.sub("", "\n".join(line for line in text.split("\n") if not _SIGN_OFF.match(line)))
-    kept = []
-    for line in text.split("\n"):
-        out = []
-        for sent in _SENTENCES.split(line.strip().lstrip(",;.!? ")):
-            if PLACEHOLDER.search(sent):
-                # A greeting ("Hi <PERSON_1>!", "Hello <PERSON_1> from the support team.") goes: kept without
-                # the name it taught answers that open with small talk; so does any other sentence needing a tag.
-                continue
-            out.append(sent)
-        kept.append(" ".join(x for x in out if x.strip()))
-    return re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", "\n".join(kept))).strip()
-
-
-def scrub_placeholders(sample: dict) -> dict:
-    """`sample` with no anonymization tag in any assistant turn (see _scrub_answer). A turn left empty ends the
-    conversation before its question; with no exchange left, messages is just the system message."""
-    msgs = [sample["messages"][0]]
-    turns = sample["messages"][1:]
-    for i in range(0, len(turns) - 1, 2):
-        user, answer = turns[i], turns[i + 1]
-        if user["role"] != "user" or answer["role"] != "assistant":
-            msgs += turns[i:]  # not a plain exchange: left to the schema check, which reports it
-            break
-        clean = answer["content"]
-        if PLACEHOLDER.search(clean):
-            clean = _scrub_answer(clean)
-            if len(clean) < 2 or not any(ch.isalpha() for ch in clean):
-                break
-        msgs += [user, {**answer, "content": clean}]
-    return {**sample, "messages": msgs}
-
-
-# ---------------------------------------------------------------------------------------------- filters
+# ---------------------------------------------------------------------------------------------- split + report
 
 
 def _stable_int(key: str) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def _normalize(text: str) -> str:
-    return " ".join(_words(text))
-
-
-def _contents(sample: dict, role: str) -> list[str]:
-    return [m["content"] for m in sample["messages"] if m["role"] == role]
-
-
-_CODE_BLOCK = re.compile(r"^\s*(```|~~~).*?^\s*\1[^\n]*$|`[^`\n]+`", re.MULTILINE | re.DOTALL)
-
-
-def _prose(text: str) -> str:
-    """`text` without code (fenced blocks, `inline code`): commands and configs are no language."""
-    return _CODE_BLOCK.sub(" ", text)
-
-
-def _quality_problem(sample: dict, cfg: PairsConfig) -> tuple[str, str] | None:
-    users, answers = _contents(sample, "user"), _contents(sample, "assistant")
-    if not users or not answers:
-        return "no_exchange", "no user question followed by an assistant answer"
-    if any(not c.strip() for c in users + answers):
-        return "empty", "a message is empty"
-    longest = max(len(a.strip()) for a in answers)
-    if longest < cfg.min_answer_chars:
-        return "answer_too_short", f"longest answer has {longest} chars < min_answer_chars={cfg.min_answer_chars}"
-    if sum(c.isalpha() for c in " ".join(users)) < 3:
-        return "garbage", "question has almost no letters"
-    # Judged on the prose only: a code block is neither garbage nor a foreign language.
-    text = _prose("\n".join(users + answers))
-    letters = sum(c.isalpha() for c in text)
-    visible = sum(not c.isspace() for c in text)
-    if letters < 0.5 * visible:
-        return "garbage", f"mostly non-alphabetic ({letters} letters in {visible} characters)"
-    if cfg.language_check:
-        ascii_letters = sum(c.isascii() and c.isalpha() for c in text)
-        if ascii_letters < 0.8 * letters:
-            return "non_english", f"only {ascii_letters / letters:.0%} of letters are Latin a-z"
-        words = _words(text)
-        stop_share = sum(w in STOPWORDS for w in words) / max(len(words), 1)
-        # English prose is ~40% stopwords; other Latin-script languages share almost none with this list.
-        if len(words) >= 12 and stop_share < 0.1:
-            return "non_english", f"only {stop_share:.0%} English stopwords in {len(words)} words"
-    return None
-
-
-def _content_words(text: str) -> frozenset[str]:
-    # Stopwords make unrelated questions look alike ("how do I ..."); fall back to all words for tiny questions.
-    words = _words(text)
-    return frozenset(w for w in words if w not in STOPWORDS) or frozenset(words)
-
-
-class _GoldIndex:
-    """Finds training questions equal or near-equal (content-word Jaccard) to a gold eval question."""
-
-    def __init__(self, questions: list[str], threshold: float):
-        self.questions = questions
-        self.threshold = threshold
-        self.exact = {_normalize(q): i for i, q in enumerate(questions)}
-        self.sets = [_content_words(q) for q in questions]
-        self.by_word: dict[str, list[int]] = defaultdict(list)  # inverted index: only compare gold sharing a word
-        for i, s in enumerate(self.sets):
-            for w in s:
-                self.by_word[w].append(i)
-
-    def leak(self, sample: dict) -> tuple[str, str] | None:
-        for question in _contents(sample, "user"):
-            norm = _normalize(question)
-            if norm in self.exact:
-                return "gold_leak", f"question equals gold question {self.questions[self.exact[norm]]!r}"
-            words = _content_words(question)
-            shared = Counter(i for w in words for i in self.by_word.get(w, ()))
-            for i, inter in shared.items():
-                jaccard = inter / (len(words) + len(self.sets[i]) - inter)
-                if jaccard >= self.threshold:
-                    return "gold_leak", f"question {jaccard:.2f} similar to gold question {self.questions[i]!r}"
-        return None
-
-
-# ---------------------------------------------------------------------------------------------- dedup
-
-
-def _dedup_text(sample: dict) -> str:
-    # Refusal answers are identical by design; compare refusals by their question only.
-    roles = ("user",) if sample["source"] == "refusal" else ("user", "assistant")
-    return "\n".join(m["content"] for m in sample["messages"] if m["role"] in roles)
-
-
-def shingles(text: str, k: int = 3) -> frozenset[str]:
-    words = _words(text)
-    if len(words) <= k:
-        return frozenset([" ".join(words)])
-    return frozenset(" ".join(words[i:i + k]) for i in range(len(words) - k + 1))
-
-
-class MinHashLSH:
-    """Near-duplicate finder: MinHash signatures bucketed by LSH bands propose candidates, exact Jaccard on the
-    shingle sets confirms them. Bands are chosen so a pair at the threshold is proposed with >= 99% chance."""
-
-    def __init__(self, threshold: float, num_perm: int = 128, seed: int = 1):
-        rng = np.random.default_rng(seed)
-        self.a = rng.integers(1, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self.threshold = threshold
-        self.rows = max(r for r in range(1, num_perm + 1)
-                        if r == 1 or 1 - (1 - threshold ** r) ** (num_perm // r) >= 0.99)
-        self.bands = num_perm // self.rows
-        self.buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(self.bands)]
-        self.keys: list[str] = []
-        self.sets: list[frozenset[str]] = []
-
-    def _band_keys(self, shingle_set: frozenset[str]) -> list[bytes]:
-        hv = np.fromiter((zlib.crc32(s.encode()) for s in shingle_set), dtype=np.uint64, count=len(shingle_set))
-        # Universal hashing a*x+b mod p; uint64 wrap-around is fine, it is still a fixed random permutation-like map.
-        sig = ((np.outer(self.a, hv) + self.b[:, None]) % _MERSENNE).min(axis=1)
-        r = self.rows
-        return [sig[i * r:(i + 1) * r].tobytes() for i in range(self.bands)]
-
-    def query(self, shingle_set: frozenset[str]) -> tuple[str, float] | None:
-        """The first stored key whose set has Jaccard >= threshold with `shingle_set`, and that Jaccard."""
-        candidates = sorted({i for band, key in enumerate(self._band_keys(shingle_set))
-                             for i in self.buckets[band].get(key, ())})
-        for i in candidates:
-            other = self.sets[i]
-            jaccard = len(shingle_set & other) / len(shingle_set | other)
-            if jaccard >= self.threshold:
-                return self.keys[i], jaccard
-        return None
-
-    def add(self, key: str, shingle_set: frozenset[str]) -> None:
-        idx = len(self.keys)
-        self.keys.append(key)
-        self.sets.append(shingle_set)
-        for band, bkey in enumerate(self._band_keys(shingle_set)):
-            self.buckets[band][bkey].append(idx)
-
-
-def _dedup(samples: list[dict], threshold: float, drop: Callable) -> list[dict]:
-    """Keep the first of each group of exact / near-duplicate samples (input order)."""
-    first_seen: dict[str, str] = {}
-    lsh = MinHashLSH(threshold)
-    kept = []
-    for s in samples:
-        text = _dedup_text(s)
-        norm = _normalize(text)
-        if norm in first_seen:
-            drop(s, "exact_duplicate", f"same text as {first_seen[norm]}")
-            continue
-        first_seen[norm] = s["id"]
-        sh = shingles(text)
-        match = lsh.query(sh)
-        if match:
-            drop(s, "near_duplicate", f"Jaccard {match[1]:.2f} with {match[0]}")
-            continue
-        lsh.add(s["id"], sh)
-        kept.append(s)
-    return kept
-
-
-# ---------------------------------------------------------------------------------------------- split + report
 
 
 def _assign_splits(samples: list[dict], eval_fraction: float, seed: int) -> list[dict]:

@@ -15,6 +15,7 @@ from ..core.artifacts import read_jsonl, write_jsonl
 from ..core.corpus import load_corpus, preview_markdown
 from ..core.pairs import build_pairs, token_length_histogram_markdown, validate_sample
 from ..core.policy import load_gold, load_policy
+from ..core.teacher import teacher_settings
 from .handles import AnonymizedCorpus, BaseModel, InstructionPairs, RawCorpus, RetrievalIndex
 from .resources import AnonymizeOverrides, PipelineSettings, md_table, numbers
 from .stage import Stage, pipeline_asset
@@ -199,8 +200,8 @@ def retrieval_index(
     group_name=GROUP,
     kinds={"huggingface", "jsonl"},
     owners=["team:data"],
-    description="Chat-formatted instruction samples from FAQ rows, chats, document chunks (the index's) and refusal "
-    "examples; "
+    description="Chat-formatted instruction samples from FAQ rows, chats, document chunks (the index's), optionally "
+    "a teacher LLM's question/answer pairs per chunk (teacher.enabled; filtered, cached) and refusal examples; "
     "with retrieval on, each system message carries the chunks retrieval_index returns for the question (RAFT: "
     "the answer's own chunk in retrieval.oracle_share of samples, distractors only in the rest), in the template "
     "`serve` uses. Assistant targets never contain anonymization tags; deduplicated, length-filtered, "
@@ -264,10 +265,24 @@ def instruction_pairs(
     pairs_cfg = cfg.pairs
     if pairs_cfg.include_refusals is None:  # auto: the scope classifier refuses when retrieval is on
         pairs_cfg = pairs_cfg.model_copy(update={"include_refusals": not cfg.retrieval.enabled})
-    result = build_pairs(records, policy, gold, pairs_cfg, count_tokens=count_tokens, seed=cfg.train.seed,
-                         contextualize=contextualize, trim_context=trim_context,
-                         chunk_words=cfg.retrieval.chunk_words, overlap_words=cfg.retrieval.overlap_words)
+    teacher = None
+    if cfg.teacher.enabled:  # an LLM endpoint writes extra pairs per doc chunk; cached, so re-runs do not ask again
+        from ..core.teacher import default_cache_file, open_teacher
+
+        cache_file = cfg.path(cfg.teacher.cache_file) if cfg.teacher.cache_file else default_cache_file(
+            cfg.path(cfg.artifacts_dir))
+        teacher = open_teacher(cfg.teacher, cache_file, company=policy.company, log=context.log.info,
+                               settings_file=cfg.settings_file)
+    try:
+        result = build_pairs(records, policy, gold, pairs_cfg, count_tokens=count_tokens, seed=cfg.train.seed,
+                             teacher=teacher, contextualize=contextualize, trim_context=trim_context,
+                             chunk_words=cfg.retrieval.chunk_words, overlap_words=cfg.retrieval.overlap_words)
+    finally:
+        if teacher is not None:
+            teacher.close()
     result.report["retrieval_context"] = raft_report or None
+    teacher_report = _teacher_report(teacher, result.report)
+    result.report["teacher"] = teacher_report
     coverage = pairs_coverage(records[:len(records) - len(feedback)], result, cfg.retrieval.chunk_words,
                               cfg.retrieval.overlap_words, cfg.corpus.max_text_loss, pairs_cfg.include_docs,
                               pairs_cfg.include_chats)
@@ -276,7 +291,8 @@ def instruction_pairs(
     evals = [s for s in result.samples if s["split"] == "eval"]
     with stage.folder(content=["train.jsonl", "eval.jsonl"], anonymized_corpus=anonymized_corpus.version,
                       base_model=base_model.version, retrieval_index=retrieval_index.version,
-                      config=cfg.pairs.model_dump(), feedback_corrections=len(feedback)) as f:
+                      config=cfg.pairs.model_dump(), teacher=teacher_settings(cfg.teacher),
+                      feedback_corrections=len(feedback)) as f:
         write_jsonl(f.tmp / "train.jsonl", train)
         write_jsonl(f.tmp / "eval.jsonl", evals)
         write_jsonl(f.tmp / "dropped.jsonl", result.dropped)
@@ -290,6 +306,11 @@ def instruction_pairs(
                      f"{coverage['training']['share']:.1%}, the index or a sample: {coverage['either']['share']:.1%}")
     if coverage["training"]["warning"]:
         context.log.warning(coverage["training"]["warning"])
+    if teacher is not None:
+        tr = teacher_report
+        context.log.info(f"teacher: {tr['pairs_written']} pairs in the samples ({tr['pairs_proposed']} proposed, "
+                         f"filtered {tr['filtered_by_reason'] or 'none'}, {tr['malformed']} malformed answers); "
+                         f"cache {tr['cache_hits']} hits / {tr['cache_misses']} misses, {tr['requests']} requests")
     lengths = list(result.token_counts.values())
     return stage.output(
         InstructionPairs(f.dir, f.version, n_train=rep["n_train"], n_eval=rep["n_eval"]),
@@ -305,6 +326,10 @@ def instruction_pairs(
             "gold_leaks_dropped": rep["gold_leaks_dropped"],
             "retrieval_context": dg.MetadataValue.json(raft_report or {"enabled": False}),
             "feedback_corrections": len(feedback),
+            "teacher": dg.MetadataValue.json(teacher_report),
+            **(numbers("teacher_", teacher_report) if teacher is not None else {}),
+            **({"teacher_filtered_by_reason": dg.MetadataValue.json(teacher_report["filtered_by_reason"])}
+               if teacher is not None else {}),
             **numbers("tokens_", rep["token_lengths"] or {}),
             "token_length_histogram": dg.MetadataValue.md(token_length_histogram_markdown(lengths)),
             "preview": md_table(
@@ -314,6 +339,18 @@ def instruction_pairs(
             ),
         },
     )
+
+
+def _teacher_report(teacher, report: dict) -> dict:
+    """Metadata of the teacher's part in a build: pairs written, drops by reason, cache, requests."""
+    if teacher is None:
+        return {"enabled": False}
+    stats = teacher.stats.as_dict()
+    return {"enabled": True, "model": teacher.client.model, "url": teacher.client.url,
+            "pairs_written": report["kept_by_source"].get("teacher", 0),
+            "filtered_by_reason": {k.removeprefix("teacher_"): v for k, v in report["dropped"].items()
+                                   if k.startswith("teacher_")},
+            **{k: v for k, v in stats.items() if k != "filtered"}}
 
 
 @dg.asset_check(asset=instruction_pairs, blocking=True, description="Every sample has the chat schema "
