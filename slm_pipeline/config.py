@@ -268,8 +268,13 @@ class TrainConfig(_Section):
     learning_rate: float = Field(2e-3, gt=0.0)
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    epochs: float = Field(3.0, gt=0.0)
-    max_steps: int = Field(-1, description="If > 0, overrides epochs.")
+    epochs: float = Field(3.0, gt=0.0, description="Passes over the training samples (at most; see step_budget).")
+    step_budget: int = Field(
+        240, ge=0, description="Caps epochs on large corpora: train the whole number of epochs (at least 1, at most "
+        "`epochs`) that fits in this many optimizer steps. The demo (~40 steps/epoch) trains all 3 epochs; a "
+        "corpus 5x its size trains 1, since every fact there already comes in several pairs. 0 = always `epochs`.",
+    )
+    max_steps: int = Field(-1, description="If > 0, overrides epochs and step_budget.")
     batch_size: int = Field(
         4, ge=1, description="Packed rows of max_seq_len tokens per optimizer step, across all processes (with "
         "processes: N each process takes batch_size / N rows, so the same settings train the same way on 1 or N)."

@@ -14,7 +14,7 @@ from slm_pipeline.core.gate import promotion_decision
 from slm_pipeline.core.grounding import Grounder
 from slm_pipeline.core.pairs import PLACEHOLDER, build_pairs, validate_sample
 from slm_pipeline.core.policy import load_gold, load_policy
-from slm_pipeline.core.raft import add_retrieved_context
+from slm_pipeline.core.raft import add_retrieved_context, oracle_chunk_ids
 from slm_pipeline.core.retrieval import context_system_message, fact_recall, open_index
 
 POLICY = load_policy(PROJECT_ROOT / "assets" / "policy.yaml")
@@ -130,6 +130,32 @@ def test_raft_samples_have_the_oracle_share_and_the_serving_template(tmp_path):
         if [h.chunk.id for h in grounded.hits] == s["context_ids"]:
             assert grounded.messages[0]["content"] == s["messages"][0]["content"]
     assert all(not validate_sample(s, POLICY.system_prompt) for s in samples)
+
+
+def test_short_fact_and_teacher_answers_have_the_chunk_they_were_taken_from_as_oracle(tmp_path):
+    from slm_pipeline.core.retrieval import index_corpus
+
+    sections = [f"## Setting {n}\n\n" + " ".join(f"filler{n}x{j}" for j in range(60))
+                + f". The {n} timeout defaults to {10 + i} seconds and can be raised." for i, n in
+                enumerate(["alpha", "beta", "gamma"])]
+    doc = {"id": "docs/a.md", "kind": "doc", "meta": {"title": "Guide"}, "text": "\n\n".join(sections)}
+    index_corpus([doc], RetrievalConfig(chunk_words=80, overlap_words=0), tmp_path)
+    index = open_index(tmp_path, RetrievalConfig(k=3))
+    by_text = {c.id: c.text for c in index.chunks}
+    beta = next(cid for cid, t in by_text.items() if "beta timeout" in t)
+
+    def sample(sid, source, answer):
+        return {"id": sid, "source": source, "messages": [
+            {"role": "system", "content": "s"}, {"role": "user", "content": "q?"},
+            {"role": "assistant", "content": answer}]}
+
+    # A short answer holds a tiny share of its chunk's words; it still came from that chunk.
+    assert oracle_chunk_ids(sample("docs/a.md#s1.f0", "doc", "The beta timeout defaults to 11 seconds."),
+                            index) == {beta}
+    assert oracle_chunk_ids(sample("docs/a.md#s1.t0", "teacher", "It defaults to 11 seconds and can be raised."),
+                            index) == {beta}
+    # An answer that no chunk of its document states gets no oracle (it must not be shown a wrong one).
+    assert oracle_chunk_ids(sample("docs/a.md#s1.f1", "doc", "Refunds take fourteen working days."), index) == set()
 
 
 def test_extra_context_views_draw_other_distractors_and_stay_in_their_samples_split(tmp_path):

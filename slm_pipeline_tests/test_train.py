@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from slm_pipeline.config import TrainConfig
 from slm_pipeline.core.train import (
+    planned_epochs,
     IGNORE_INDEX,
     TrainingError,
     _collate,
@@ -217,3 +218,13 @@ def test_smollm2_learns_demo_faq_in_a_few_steps(smollm2_dir, tmp_path):
                    precision="auto")
     res = train_adapter(smollm2_dir, samples[:32], samples[32:], cfg, tmp_path / "a", tmp_path / "c")
     assert res.final_eval_loss < res.base_eval_loss
+
+
+def test_step_budget_caps_epochs_on_large_corpora_only():
+    cfg = TrainConfig(epochs=3, batch_size=4, step_budget=240)
+    assert planned_epochs(cfg, 168) == 3  # the demo: 42 steps per epoch
+    assert planned_epochs(cfg, 880) == 1  # 220 steps per epoch: one pass fits, a second does not
+    assert planned_epochs(cfg, 400) == 2  # 100 steps per epoch
+    assert planned_epochs(cfg, 5000) == 1  # never less than one pass
+    assert planned_epochs(TrainConfig(epochs=3, step_budget=0), 5000) == 3  # 0 switches the cap off
+    assert planned_epochs(TrainConfig(epochs=3, max_steps=10), 5000) == 3  # max_steps decides instead

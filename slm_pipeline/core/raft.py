@@ -35,22 +35,31 @@ def _unit(seed: int, key: str) -> float:
 
 
 def oracle_chunk_ids(sample: dict, index: RetrievalIndex) -> set[str]:
-    """Chunks the sample's answer came from: the FAQ row's chunk; for a document section, the chunks of that
-    document most of whose words are in the answer. Empty for chats, refusals and feedback."""
+    """Chunks the sample's answer came from: the FAQ row's chunk; for a document sample, the chunks of that
+    document most of whose words are in the answer (a section answered whole), else the one chunk that holds
+    most of the answer's words (a fact pair or a teacher pair: a short answer taken from one chunk; at least 80%
+    of its words, ties to the chunk of the sample's own section). Empty for chats, refusals and feedback."""
     if sample["source"] == "faq":
         return {c.id for c in index.chunks if c.record_id == sample["id"]}
     if sample["source"] not in ("doc", "teacher"):
         return set()
-    record_id = sample["id"].split("#s")[0]
-    answer = set(_WORD.findall(" ".join(m["content"] for m in sample["messages"] if m["role"] == "assistant")
-                               .lower()))
-    out = set()
+    record_id, _, section = sample["id"].partition("#s")
+    own = f"{record_id}#c{section.split('.')[0]}"
+    answer = set(_WORD.findall(_answer(sample).lower()))
+    whole, best, best_share = set(), None, 0.0
     for c in index.chunks:
-        if c.record_id == record_id:
-            words = _WORD.findall(c.text.lower())
-            if words and sum(w in answer for w in words) / len(words) >= 0.6:
-                out.add(c.id)
-    return out
+        if c.record_id != record_id:
+            continue
+        words = _WORD.findall(c.text.lower())
+        if words and sum(w in answer for w in words) / len(words) >= 0.6:
+            whole.add(c.id)
+        if answer:
+            share = len(answer & set(words)) / len(answer)
+            if share > best_share or (share == best_share and c.id == own):
+                best, best_share = c.id, share
+    if whole:
+        return whole
+    return {best} if best is not None and best_share >= 0.8 else set()
 
 
 def _answer(sample: dict) -> str:

@@ -424,6 +424,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def planned_epochs(cfg, rows: int) -> float:
+    """`cfg.epochs`, or fewer whole epochs when they would take more than `cfg.step_budget` optimizer steps
+    (at least 1). A bigger corpus states each fact in more pairs, so one pass teaches what three do on the demo."""
+    if cfg.step_budget <= 0 or cfg.max_steps > 0:
+        return cfg.epochs
+    steps_per_epoch = max(1, -(-rows // (cfg.batch_size * cfg.gradient_accumulation_steps)))
+    fits = max(1, cfg.step_budget // steps_per_epoch)
+    return min(cfg.epochs, float(fits))
+
+
 def train_adapter(
     base_path: Path,
     train_samples: list[dict],
@@ -467,6 +477,7 @@ def train_adapter(
     if len(train_ds) == 0:
         raise TrainingError("no training sample has assistant tokens within train.max_seq_len")
 
+    epochs = planned_epochs(cfg, len(train_ds))
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # Before the model: creating the arguments starts the process group of a multi-process run, which FSDP's
@@ -476,7 +487,7 @@ def train_adapter(
         per_device_train_batch_size=cfg.batch_size // world_size,
         per_device_eval_batch_size=max(1, cfg.batch_size // world_size),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -515,6 +526,7 @@ def train_adapter(
         f"{f' x {world_size} processes' if world_size > 1 else ''}: {len(train_samples)} samples -> "
         f"{len(train_ds)} rows, {train_tokens} tokens ({target_tokens} with loss); trainable {trainable:,} / "
         f"{total:,} params ({100 * trainable / total:.2f}%)"
+        f"{f'; {epochs:g} of {cfg.epochs:g} epochs (train.step_budget {cfg.step_budget})' if epochs < cfg.epochs else ''}"
     )
     trainer = _make_trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
