@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gold", default="assets/gold/gold_qa.jsonl", help="in-domain questions with key facts")
     p.add_argument("--ood", default=None, help="out-of-domain probes (JSONL with 'question')")
     p.add_argument("--out", default=None, help="write all answers to this JSON file")
+    p.add_argument("--config", default=None, help="the settings file the server runs with (for the policy's refusal)")
     args = p.parse_args(argv)
-    cfg = load_config()
+    cfg = load_config(args.config)
     refusal = load_policy(cfg.path(cfg.policy_file)).refusal
     gold = load_gold(args.gold)
     ood = [json.loads(line) for line in Path(args.ood).read_text().splitlines() if line.strip()] if args.ood else []
