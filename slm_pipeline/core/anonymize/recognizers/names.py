@@ -265,6 +265,11 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                         w = run[chunk[0]][2]
                         if len(w.rstrip(".")) < 3:
                             score = 0.0
+                        if _norm_word(w.rstrip(".")) in lex.dictionary:
+                            # "Server listening", "Pascal came last", "over Tor": a lone given name that is also a
+                            # dictionary word needs person context (greeting, title, verb of talking: the context
+                            # and structure recognizers) or spaCy's NER, which still sees the sentence
+                            score = 0.0
                     if score <= 0:
                         continue
                     s, e = run[chunk[0]][0], run[chunk[-1]][1]
@@ -400,6 +405,8 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
             # "I'm Petre Pop": a capitalized dictionary word right after a name-like token continues the name
             if not (toks and toks[-1][3] in ("U", "F", "L") and w[:1].isupper() and low not in lex.narrow_common):
                 break
+            if kind not in ("title", "strong", "intro") and [t[3] for t in toks] == ["U"]:
+                return None  # "now called Resilio Sync", "switched to Acme Cloud": an unknown word + a noun is a product
         if w[-2:] in ("'s", "’s"):
             nxt = _rx(r"[ \t]+([\p{L}])").match(text, m.end())
             if nxt and nxt.group(1).isupper():
