@@ -321,6 +321,8 @@ class PersonGazetteerRecognizer(_OurRecognizer):
         return out
 
 
+# a "name" key of a config file: indented or a list item (YAML), or key=value
+_CONFIG_NAME_KEY = re.compile(r"(?:(?:^|\n)(?:[ \t]+|[ \t]*-[ \t]+)name[ \t]*:|(?<![\w])name=)[ \t]*$")
 _NAME_TOKEN = r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*"
 _TRIGGERS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"(?i)\bmy[ \t]+(?:full[ \t]+|first[ \t]+|last[ \t]+|sur)?name(?:['’]s|[ \t]+is|[ \t]*:|[ \t]+was)"
@@ -456,6 +458,8 @@ class PersonContextRecognizer(_OurRecognizer):
                 if kind not in ("strong", "title") and len(cls) > 1 and \
                         _norm_word(text[s:e].split()[0]) in _PLACE_PREFIXES:
                     continue  # "from San Francisco", "to New York"
+                if kind == "strong" and text[s:s + 1].islower() and _CONFIG_NAME_KEY.search(text, max(0, t.start() - 40), t.end()):
+                    continue  # "  name: billing-api", "- name: ensure nginx ...", "apt: name=nginx": a config value
                 if kind in ("strong", "title"):
                     score = 0.85
                 elif kind in ("medium", "signature", "closing", "intro", "post"):

@@ -30,9 +30,17 @@ _DATE_LIKE = re.compile(
 _NANP = re.compile(r"^(?:\+?1[ .\-]?)?(?:\(\d{3}\)|\d{3})[ .\-]?\d{3}[ .\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d+)?$", re.I)
 _NOT_PHONE_BEFORE = re.compile(
     r"(?i)\b(?:receipt|invoice|ticket|ref(?:erence)?|case|tracking|serial|transaction|confirmation|booking|order|"
-    r"ride|bike|id|report|claim|parcel|shipment|policy|membership|account|iban|card|sort[ \t]+code)"
+    r"ride|bike|id|report|claim|parcel|shipment|policy|membership|account|iban|card|sort[ \t]+code|isbn|issn|ean|upc|sku)"
     r"(?:[ \t]+(?:number|no\.?|nr\.?|#|id|code))?[ \t]*(?:is|was|:|#|=)?[ \t]*#?[ \t]*$"
 )
+# a space-separated group that mixes letters and digits ("21A ", "4E8 ") right before the candidate
+_CODE_GROUP_BEFORE = re.compile(r"(?<![\w\-])(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z\d]{2,6}[ \t]$")
+
+
+def _isbn13_ok(digits: str) -> bool:
+    return sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits)) % 10 == 0
+
+
 _PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "IE", "AU", "CA", "BR", "PT", "SE", "PL")
 
 
@@ -60,8 +68,12 @@ class PhoneNumberRecognizer(_OurRecognizer):
                 continue
             if _rx(r"\d{3}-\d{2}-\d{4}").fullmatch(core):  # SSN shape
                 continue
-            if _rx(r"\d{1,3}(?:\.\d{1,3}){3}").fullmatch(core) or _rx(r"\d+\.\d+").fullmatch(core):
-                continue  # an IPv4 address, a decimal or a build number ("20240305.1")
+            if _rx(r"\d{1,3}(?:\.\d{1,3}){3}").fullmatch(core) or _rx(r"\d+\.\d+(?:[ \t]+\d+\.\d+)*").fullmatch(core):
+                continue  # an IPv4 address, decimals ("load avg 3.12 2.98 2.40") or a build number ("20240305.1")
+            if nd == 13 and digits[:3] in ("978", "979") and _isbn13_ok(digits):
+                continue  # an ISBN-13 ("978-0-13-468599-1")
+            if _CODE_GROUP_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+                continue  # "1Z 4E8 21A 03 1492 8836": the tail of a code whose groups mix letters and digits
             if 13 <= nd <= 19 and not core.startswith(("+", "00", "(")) and _luhn_ok(digits) and \
                     _rx(r"\d{4}([ \-]?)\d{4}\1\d{4}\1\d{1,7}").fullmatch(core):
                 continue  # a card number
@@ -195,7 +207,7 @@ class OrderIdRecognizer(_RegexRecognizer):
     ENTITY = "ORDER_ID"
     CONTEXT = ["order", "orders", "purchase", "booking", "reservation", "confirmation", "shipment", "parcel"]
     PATTERNS = [
-        (r"\b(?:ORD|ORDER|PO|SO)[-_#]?\d{4,12}\b", 0.9, 0, _I),
+        (r"\b(?:ORD|ORDER|PO|SO)[-_#]?\d{4,12}(?:[-_/]\d{1,12})*\b", 0.9, 0, _I),  # all of "ORD-2024-118734"
         (r"\b(?:order|purchase|booking|reservation|confirmation|shipment|parcel|tracking)"
          r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|ref(?:erence)?|code))?" + _ID_TAIL +
          r"(?P<v>[A-Z]{0,4}-?\d{5,14}|\d{3,6}-\d{3,8})(?![\w\-]|[.,/]\w)", 0.75, "v", _I),  # whole token
