@@ -351,7 +351,7 @@ _TRIGGERS: list[tuple[re.Pattern, str]] = [
                 r"wife|husband|son|daughter|brother|sister|mother|father|mom|mum|dad|friend|partner|boss|tenant|"
                 r"landlord|neighbou?r|cardholder|holder|recipient|sender|guest|employee|owner|named|called|nickname|"
                 r"user[ \t]*name|nome|nom|nombre)[ \t]*:?[ \t]+(?:named[ \t]+|called[ \t]+|is[ \t]+)?"), "medium"),
-    (re.compile(r"(?i)\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting|met|meet|emailed|messaged|"
+    (re.compile(r"(?i)\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting|met|meet|emailed|messaged|call|phone|ring|rang|"
                 r"texted|contacted|asked|ask|thank|thanked|tell|told|let|cc|cc['’]d|ping|pinged|inform|informed|"
                 r"according[ \t]+to|assisted[ \t]+by|helped[ \t]+by|handled[ \t]+by|signed[ \t]+by|approved[ \t]+by|"
                 r"forward(?:ed)?(?:[ \t]+(?:this|it))?[ \t]+to|(?:re)?assign(?:ed)?(?:[ \t]+(?:this|it))?[ \t]+to|"
