@@ -200,6 +200,18 @@ def _capital_given_name(word: str, lex) -> bool:
     return low not in lex.narrow_common and low not in lex.dictionary and low not in lex.stop and _vowelly(word)
 
 
+def _surname_after_given(given: str, word: str, lex) -> bool:
+    """'Hannah Greenberg', 'Connor Whitehorse': after a lone given name, a capitalized word that the dictionary knows
+    only as a noun (WordNet lists famous surnames and towns) and that is no everyday or place-type word is the
+    surname."""
+    from slm_pipeline.core.anonymize.lexicons import _wordnet_non_nouns
+
+    low = _norm_word(word)
+    return " " not in given.strip() and _token_class(given, lex) in ("F", "U") and len(low) >= 3 and \
+        low not in lex.narrow_common and low not in lex.heads and low not in _wordnet_non_nouns() and \
+        not _singular(low, lex) and _vowelly(word)
+
+
 def coordinated_names(text: str, findings: list) -> list:
     """Findings plus PERSON for name-like words joined to a detected person by "and"/"&" or "from <person> to"."""
     persons = [f for f in findings if f.entity_type == "PERSON"]
@@ -229,7 +241,8 @@ def coordinated_names(text: str, findings: list) -> list:
         if not everyday_ok and (_norm_word(w) in lex.dictionary or _singular(_norm_word(w), lex)):
             return  # "Ask Mirela Baciu ...": an imperative at the start of a sentence
         if not (c in ("F", "L") or c == "A" and everyday_ok or c == "U" and _vowelly(w) or c == "C" and mid_sentence
-                and _capital_given_name(w, lex)) or _norm_word(w) in lex.heads:
+                and _capital_given_name(w, lex) or c == "C" and e > f.end and _surname_after_given(f.text, w, lex)) \
+                or _norm_word(w) in lex.heads:
             return
         if e > f.end and _rx(r"[ \t]+([\p{L}]+)").match(text, e) and \
                 _norm_word(_rx(r"[ \t]+([\p{L}]+)").match(text, e).group(1)) in lex.heads:

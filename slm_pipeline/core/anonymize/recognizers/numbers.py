@@ -5,7 +5,7 @@ from __future__ import annotations
 import phonenumbers
 import regex as re
 
-from slm_pipeline.core.anonymize.lexicons import _rx
+from slm_pipeline.core.anonymize.lexicons import _US_STATE_NAMES, _US_STATES, _rx
 from slm_pipeline.core.anonymize.recognizers.base import _luhn_ok, _OurRecognizer, _RegexRecognizer
 
 # ---------------------------------------------------------------------------------------------------------
@@ -227,6 +227,9 @@ class AccountIdRecognizer(_RegexRecognizer):
     ]
 
 
+# the issuing state or agency: "NJ", "Washington State", "Virginia DMV", "per MVC records"
+_DL_ISSUER = (rf"(?:\b(?:{'|'.join(sorted(_US_STATES))})\b|\b(?:{_US_STATE_NAMES})\b|(?i:\bstate\b)|"
+              r"\b(?:DMV|MVC|BMV|MVD|RMV|DOL|DPS))")
 _DL_VALUE = r"(?P<v>(?=[A-Z0-9\- ]*\d)[A-Z0-9](?:[A-Z0-9]|[\- ](?=[A-Z0-9])){4,19})(?![\w\-])"
 
 
@@ -237,7 +240,11 @@ class DriverLicenseRecognizer(_RegexRecognizer):
         (r"(?i:\b(?:driver['’]?s?|drivers['’]?|driving)[ \t]+(?:licen[cs]e|permit)"
          r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|#|card))?|\bDL|\blicen[cs]e[ \t]+(?:number|no\.?|num|nr\.?|id|#))"
          r"(?:[ \t]*\((?:[A-Z]{2}|[\p{Lu}][\p{L} ]{2,20})\))?"  # "Driver license (TX): 40283317"
-         r"(?i:[ \t]*(?:is|was|:|=|-|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
+         r"(?i:[ \t]*(?:is|was|:|=|-|,|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
+        # "Per NJ MVC records, license M2148 37190 04827", "Virginia DMV customer number T61-48-2097": a licence
+        # or a licensing agency's number with the issuing state or agency a few words before
+        (_DL_ISSUER + r"[^.;\n]{0,30}?(?i:\blicen[cs]e|\b(?:customer|record|id|client)[ \t]+(?:number|no\.?|#))"
+         r"(?i:[ \t]*(?:is|was|:|=|-|,|number|no\.?|#)){0,3}[ \t]*" + _DL_VALUE, 0.7, "v", 0),
         # value shapes common to US states; only kept with context words (Presidio context enhancement)
         (r"\b(?P<v>[A-Z]\d{7,12}|[A-Z]{2}\d{6,8}|[A-Z]\d{3}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{1,3})?|"
          r"[A-Z]-?\d{3}-?\d{3}-?\d{3}-?\d{3}|[A-Z]{1,3}-\d{2,4}-\d{2,4}(?:-\d{1,4})?|"
