@@ -262,7 +262,7 @@ def _capital_given_name(word: str, lex) -> bool:
 def _surname_after_given(given: str, word: str, lex) -> bool:
     """'Hannah Greenberg', 'Connor Whitehorse': after a lone given name, a capitalized word that the dictionary knows
     only as a noun (WordNet lists famous surnames and towns) and that is no everyday or place-type word is the
-    surname."""
+    surname, when punctuation follows ("My Harper Cargo has ..." is a product's name and a noun)."""
     from slm_pipeline.core.anonymize.lexicons import _wordnet_non_nouns
 
     low = _norm_word(word)
@@ -300,7 +300,8 @@ def coordinated_names(text: str, findings: list) -> list:
         if not everyday_ok and (_norm_word(w) in lex.dictionary or _singular(_norm_word(w), lex)):
             return  # "Ask Mirela Baciu ...": an imperative at the start of a sentence
         if not (c in ("F", "L") or c == "A" and everyday_ok or c == "U" and _vowelly(w) or c == "C" and mid_sentence
-                and _capital_given_name(w, lex) or c == "C" and e > f.end and _surname_after_given(f.text, w, lex)) \
+                and _capital_given_name(w, lex) or c == "C" and e > f.end and _surname_after_given(f.text, w, lex)
+                and _rx(r"[ \t]*(?:[,;.!?)\n]|$)").match(text, e)) \
                 or _norm_word(w) in lex.heads:
             return
         if e > f.end and _rx(r"[ \t]+([\p{L}]+)").match(text, e) and \
