@@ -200,6 +200,41 @@ def test_brands_products_and_logs_are_not_pii(anon, text):
     assert anon.anonymize_texts([text])[0] == text
 
 
+@pytest.mark.parametrize("text", [
+    # a lone given name that is also a dictionary word needs person context
+    "Server restarted at 04:00 (pid 2231).",
+    "We tunnel traffic over Tor when travelling.",
+    "Pascal trailed behind in the benchmark.",
+    # a word after a number is a unit; places listed with places; title-case lines; key combos
+    "Throughput 940 Mbit, jitter 3 ms.",
+    "Leeds, Halifax and Wakefield reported flooding on Tuesday.",
+    "|Network Settings Dialog Screenshot|",
+    "Hit Alt+Tab, then Ctrl+Shift+Esc to open the task manager.",
+    # number groups that are no phone: an ISBN-13, decimals, the tail of a tracking code
+    "ISBN 978-1-4028-9462-6 (paperback), 320 pages.",
+    "load average: 0.52 0.61 0.70",
+    "FedEx ref 7Q 9K2 48B 21 7735 9042 in transit.",
+    # config values under a "name" key
+    "- name: install redis\n  apt: name=redis state=present",
+    "spec:\n  name: orders-worker",
+    # lower-case nouns before verbs stay words
+    "the proxy server is down and newer builds fail",
+])
+def test_technical_words_and_number_groups_are_not_pii(anon, text):
+    assert anon.anonymize_texts([text])[0] == text
+
+
+def test_allowed_term_leaves_no_lone_word_behind(anon):
+    out = Anonymizer(anon.cfg, anon.analyzer, allow=["Vantor"]).anonymize_texts(
+        ["The official Fedora Vantor packages are signed."])[0]
+    assert out == "The official Fedora Vantor packages are signed."
+
+
+def test_order_id_is_replaced_whole(anon):
+    out = anon.anonymize_texts(["Order ORD-2023-004512 left the warehouse."])[0]
+    assert out == "Order <ORDER_ID_1> left the warehouse."
+
+
 def test_two_people_joined_by_ampersand_are_still_people(anon):
     out = anon.anonymize_texts(["Thanks again, Maria & Tomasz, for hosting us."])[0]
     assert "Maria" not in out and "Tomasz" not in out

@@ -91,6 +91,16 @@ NAMES = [
     ("remind me to ring mrs abernethy about the boiler", ["abernethy"], ["about the boiler"]),
     ("Name on doorbell: Van der Berg", ["Berg"], ["Name on doorbell"]),
     ("Dear Dr MacGregor, thank you for your letter.", ["MacGregor"], ["thank you"]),
+    # a noun-only dictionary word after a lone given name, before punctuation, is the surname
+    ("The lease was signed by Miriam Goldberg.", ["Miriam", "Goldberg"], ["The lease was signed by"]),
+    # lower-case chat: vocative after an interjection, subject of a verb, "x and y", possessive, speaker labels
+    ("ok priya i'll send the invoice tonight", ["priya"], ["send the invoice"]),
+    ("omg ana and jonas are moving to porto", ["ana", "jonas"], ["are moving"]),
+    ("is wojtek's car still at the garage?", ["wojtek"], ["car still at the garage"]),
+    ("hmm radek forgot the charger again", ["radek"], ["forgot the charger"]),
+    ("[10:02] Sigrun: anyone seen the keys?\n[10:03] agent: checking now", ["Sigrun"], ["agent: checking now"]),
+    # a given name that is also a dictionary word, with a verb of contacting before it
+    ("Please call Maria back after lunch.", ["Maria"], ["back after lunch"]),
 ]
 
 
@@ -108,3 +118,21 @@ def test_names_from_context_and_structure(anon, text, gone, kept):
 ])
 def test_new_name_rules_leave_ordinary_sentences_alone(anon, text):
     assert anon.anonymize_texts([text])[0].replace("<EMAIL_ADDRESS_1>", "noreply@example.com") == text
+
+
+@pytest.mark.parametrize("text, gone, kept", [
+    # the issuing state or licensing agency a few words before "license" / "customer number"
+    ("Ohio BMV shows license RT482915 for the applicant.", ["RT482915"], ["Ohio BMV shows license"]),
+    ("Her Colorado driver's license, number 12-345-6789, expired.", ["12-345-6789"], ["expired"]),
+    ("Per Kansas DMV records, customer number K07-31-5528 is suspended.", ["K07-31-5528"], ["is suspended"]),
+])
+def test_driver_licences_with_state_context(anon, text, gone, kept):
+    _check(anon, text, gone, kept)
+
+
+@pytest.mark.parametrize("text", [
+    "Released under the MIT license 2.0 in 2024.",
+    "The Apache License, version 2.0 applies.",
+])
+def test_software_licences_are_no_driver_licences(anon, text):
+    assert anon.anonymize_texts([text])[0] == text

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import regex as re
 
 from slm_pipeline.core.anonymize.findings import Finding
+from slm_pipeline.core.anonymize.lexicons import _rx
 from slm_pipeline.core.anonymize.recognizers.network import _technical_email, non_public_ip
 
 
@@ -61,9 +62,18 @@ class AllowList:
                 if e - s < 2:
                     continue
                 if (s, e) != (f.start, f.end):
+                    if _lone_non_name(text[s:e]):
+                        continue  # "Ubuntu Syncthing" with "Syncthing" allowed: "Ubuntu" alone is no name
                     f = Finding(f.entity_type, s, e, f.score, text[s:e], f.source)
             out.append(f)
         return out
+
+
+def _lone_non_name(word: str) -> bool:
+    from slm_pipeline.core.anonymize.lexicons import _lexicon
+    from slm_pipeline.core.anonymize.recognizers.names import _token_class
+
+    return " " not in word.strip() and _token_class(word.strip(), _lexicon()) not in ("F", "L")
 
 
 def _drop_non_pii(text: str, findings: list[Finding], keep_non_public_ips: bool) -> list[Finding]:
@@ -148,5 +158,81 @@ def _drop_product_and_brand_names(text: str, findings: list[Finding]) -> list[Fi
                     continue
                 if _ORG_AFTER.search(text[max(0, f.start - 40):f.start]):
                     continue
+                if _in_list_of_things(text, f, lex):
+                    continue
+            if _KEY_COMBO.match(text, f.end) or _KEY_COMBO_BEFORE.search(text, max(0, f.start - 3), f.start):
+                continue
+            if _in_title_line(text, f, lex):
+                continue
         out.append(f)
     return out
+
+
+# "Press Ctrl+Shift+P", "Alt + F4": key names joined by "+"
+_KEY_COMBO = re.compile(r"[ \t]*\+[ \t]*[\p{L}\d]")
+_KEY_COMBO_BEFORE = re.compile(r"[\p{L}\d][ \t]*\+[ \t]*$")
+# a capitalized single word joined to its neighbours by "," / "and" / "or" / "/"
+_LIST_LEFT = re.compile(r"(?<![\p{L}\p{M}'’\-])(?P<w>[\p{Lu}][\p{L}\p{M}'’\-]*)(?P<sep>[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|"
+                        r"[ \t]+(?:and|or|&)[ \t]+|[ \t]*/[ \t]*)$")
+_LIST_RIGHT = re.compile(r"(?P<sep>[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|[ \t]+(?:and|or|&)[ \t]+|[ \t]*/[ \t]*)"
+                         r"(?P<w>[\p{Lu}][\p{L}\p{M}'’\-]*)(?![\p{L}\p{M}'’\-])")
+_MULTIWORD_BEFORE = re.compile(r"[\p{Lu}][\p{L}\p{M}'’\-]*[ \t]+$")
+_MULTIWORD_AFTER = re.compile(r"[ \t]+[\p{Lu}]")
+
+
+def _in_list_of_things(text: str, f: Finding, lex) -> bool:
+    """'Charlotte, Raleigh and Durham', 'Linux, Solaris': a single word listed with places, dictionary words or
+    acronyms and with no name among them is one of those things. Needs a real list (an 'and'/'or'/'/' or three
+    members), so 'Yesterday, Durham ...' or 'Hi, Maria' are no lists."""
+    from slm_pipeline.core.anonymize.recognizers.names import _token_class
+
+    members, seps = [], []
+    pos = f.start
+    while len(members) < 6:
+        m = _LIST_LEFT.search(text, max(0, pos - 40), pos)
+        if not m or _MULTIWORD_BEFORE.search(text, max(0, m.start() - 30), m.start()):
+            break
+        members.append(m.group("w"))
+        seps.append(m.group("sep"))
+        pos = m.start()
+    pos = f.end
+    while len(members) < 12:
+        m = _LIST_RIGHT.match(text, pos)
+        if not m or _MULTIWORD_AFTER.match(text, m.end()):
+            break
+        members.append(m.group("w"))
+        seps.append(m.group("sep"))
+        pos = m.end()
+    if not members or not (len(members) >= 2 or _rx(r"and|or|&|/").search(seps[0])):
+        return False
+    classes = [_token_class(w, lex) for w in members]
+    return not any(c in ("F", "L") for c in classes) and any(c in ("P", "C", "K", "X") for c in classes)
+
+
+_FUNCTION_WORDS = frozenset("a an the of and or for to in on with at by from via vs per into over".split())
+
+
+def _in_title_line(text: str, f: Finding, lex) -> bool:
+    """'## Config File Format', '|Windows Task Scheduler General Screenshot|': on a title-case line (every word
+    capitalized but short function words, three words or more, a capitalized dictionary word besides the finding,
+    no 'label:') a finding with no known given name or surname is part of the title."""
+    from slm_pipeline.core.anonymize.recognizers.names import _WORD, _token_class
+
+    if f.source == "PersonContextRecognizer":
+        return False  # "Dear Ms MacLeod,": a greeting or title is person evidence
+    a = text.rfind("\n", 0, f.start) + 1
+    b = text.find("\n", f.end)
+    line = text[a:b if b != -1 else len(text)]
+    if ":" in line or len(line) > 200:
+        return False
+    words = [w.rstrip(".") for w in _WORD.findall(line)]
+    if len(words) < 3 or any(not w[:1].isupper() and w.lower() not in _FUNCTION_WORDS for w in words):
+        return False
+    inner = [w.rstrip(".") for w in _WORD.findall(f.text)]
+    cls = [_token_class(w, lex) for w in inner]
+    if any(c in ("F", "L") for c in cls):
+        return False
+    others = [w for w in words if w not in inner and w.lower() not in _FUNCTION_WORDS]
+    n_common = sum(_token_class(w, lex) == "C" for w in others)
+    # two unknown words ("Olumide Bankole") only on a line of three dictionary words or more
+    return n_common >= 1 and (cls.count("U") <= 1 or n_common >= 3)

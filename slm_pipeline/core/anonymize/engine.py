@@ -165,7 +165,8 @@ class Anonymizer:
         activate(self._vocabulary)
         # drop technical/brand shapes, grow address blocks, add names coordinated with a detected person
         per_text = [_drop_non_pii(t, fs, keep_ips) for t, fs in zip(texts, per_text, strict=False)]
-        per_text = [self.allow.apply(t, coordinated_names(t, extend_address_blocks(t, fs)))
+        # (allowed terms go first too, so no name is coordinated with an allowed product)
+        per_text = [self.allow.apply(t, coordinated_names(t, self.allow.apply(t, extend_address_blocks(t, fs))))
                     for t, fs in zip(texts, per_text, strict=False)]
         resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text, strict=False)]
         if getattr(self.cfg, "propagate", True):

@@ -74,6 +74,37 @@ _LOWER_INTRO = re.compile(
     r"(?P<n>\p{Ll}[\p{Ll}\p{M}'’\-]{2,}[ \t]+\p{Ll}[\p{Ll}\p{M}'’\-]{2,})(?=[ \t]*(?:[,.!;\n]|$))"
 )
 
+# Chat text in lower case: "maria says the link expired", "re kostas, did you ...", "fatima and yusuf are ...",
+# "is eilidh's flat ...". The name must be a given name of the gazetteer that is no dictionary word, or (with a
+# verb of talking, a chat vocative or a possessive) a word no word list knows.
+_LOW = r"\p{Ll}[\p{Ll}\p{M}'’\-]{2,}"
+_LOWER_SUBJECT = re.compile(
+    rf"(?<![\w'’\-@./])(?P<n>{_LOW})[ \t]+(?:just[ \t]+|also[ \t]+)?(?:(?P<talk>said|says|told|asked|wrote|replied|"
+    r"texted|messaged|emailed|called)|forgot|fixed|thinks|thought|wants|wanted|needs|knows|left|sent|has|had|is|was|"
+    r"will|can|did)\b")
+_CHAT_NEXT = r"[ \t]+(?:u|r[ \t]+u|pls|plz|i['’](?:ll|m|ve))\b"
+_LOWER_VOCATIVE = re.compile(
+    rf"(?<=\b(?:ok|okay|lol|lmao|omg|re|yo|thx|thanks|ty|sorry)[ \t]+)(?P<n>{_LOW})(?=[ \t]*,|{_CHAT_NEXT})"
+    rf"|^(?P<n>{_LOW})(?={_CHAT_NEXT})")
+_NOT_SUBJECT_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|these|those|our|your|my|his|her|their|its|of|to|on|"
+                                 r"for|with|from|in|at|by|each|every|no|any)[ \t]+$")
+_LOWER_PAIR = re.compile(rf"(?<![\w'’\-@./])(?P<a>{_LOW})[ \t]+(?:and|&)[ \t]+(?P<b>{_LOW})(?![\w'’\-@])")
+_LOWER_POSSESSIVE = re.compile(rf"(?<![\w'’\-@./])(?P<n>{_LOW})['’]s[ \t]+(?:{_PERSON_ONLY})\b")
+# "[09:14] Tewodros: did anyone ...", "[chat] lena: ok the card ...": the speaker labels of a transcript
+_SPEAKER_LABEL = re.compile(r"^(?P<pre>(?:\[[^\]\n]{1,20}\][ \t]*|\d{1,2}:\d\d(?::\d\d)?[ \t]+)*)"
+                            r"(?P<n>[\p{L}][\p{L}\p{M}'’\-]{1,30}):[ \t]+\S", re.M)
+_ROLE_LABELS = frozenset("agent customer user support bot assistant system operator rep staff admin me you host "
+                         "moderator guest caller".split())
+
+
+def _lower_given(low: str, lex) -> bool:
+    return low in lex.first and low not in lex.broad_common and low not in lex.stop and low not in lex.ambiguous \
+        and not _singular(low, lex)
+
+
+def _lower_unknown(low: str, lex) -> bool:
+    return low not in lex.dictionary and low not in lex.broad_common and low not in lex.stop and \
+        not _singular(low, lex) and _vowelly(low) and "-" not in low
 
 
 def _vowelly(word: str) -> bool:
@@ -155,6 +186,34 @@ class PersonStructureRecognizer(_OurRecognizer):
             if (cy == "F" or cz in ("F", "L")) and cy in ("F", "L", "U") and cz in ("F", "L", "U") and \
                     (cx == "F" or cx == "U" and _vowelly(m.group("x"))):
                 out.append(self._result(m.start("x"), m.end("x"), 0.6, "given name sharing a surname"))
+        for m in _LOWER_SUBJECT.finditer(text):
+            low = _norm_word(m.group("n"))
+            if _NOT_SUBJECT_BEFORE.search(text, max(0, m.start() - 8), m.start()):
+                continue  # "the server is ...": a noun phrase, not a name
+            # a name that is also a dictionary entry ("maria") or no known word at all only before a verb of talking
+            if _lower_given(low, lex) and (low not in lex.dictionary or m.group("talk")) or \
+                    m.group("talk") and _lower_unknown(low, lex):
+                out.append(self._result(m.start("n"), m.end("n"), 0.6, "lower-case name as a subject"))
+        for rx in (_LOWER_VOCATIVE, _LOWER_POSSESSIVE):
+            for m in rx.finditer(text):
+                low = _norm_word(m.group("n"))
+                if _lower_given(low, lex) or _lower_unknown(low, lex):
+                    out.append(self._result(m.start("n"), m.end("n"), 0.6, "lower-case name in chat"))
+        for m in _LOWER_PAIR.finditer(text):
+            if _lower_given(_norm_word(m.group("a")), lex) and _lower_given(_norm_word(m.group("b")), lex):
+                out.append(self._result(m.start("a"), m.end("a"), 0.6, "lower-case given names joined by 'and'"))
+                out.append(self._result(m.start("b"), m.end("b"), 0.6, "lower-case given names joined by 'and'"))
+        labels = list(_SPEAKER_LABEL.finditer(text)) if ":" in text else []
+        if len(labels) >= 2 and (any(m.group("pre") for m in labels) or
+                                 any(m.group("n").lower() in _ROLE_LABELS for m in labels)):
+            for m in labels:
+                w, low = m.group("n"), _norm_word(m.group("n"))
+                c = _token_class(w, lex)
+                if low in _ROLE_LABELS or c in ("C", "X", "K", "P", "A"):
+                    continue
+                if c in ("F", "L") or c == "U" and _vowelly(w) or c == "l" and (_lower_given(low, lex) or
+                                                                                _lower_unknown(low, lex)):
+                    out.append(self._result(m.start("n"), m.end("n"), 0.6, "speaker label of a transcript"))
         status = [m for m in _STATUS_ITEM.finditer(text)]
         if len(status) >= 2:
             cls = [_token_class(m.group("n"), lex) for m in status]
@@ -200,6 +259,18 @@ def _capital_given_name(word: str, lex) -> bool:
     return low not in lex.narrow_common and low not in lex.dictionary and low not in lex.stop and _vowelly(word)
 
 
+def _surname_after_given(given: str, word: str, lex) -> bool:
+    """'Hannah Greenberg', 'Connor Whitehorse': after a lone given name, a capitalized word that the dictionary knows
+    only as a noun (WordNet lists famous surnames and towns) and that is no everyday or place-type word is the
+    surname, when punctuation follows ("My Harper Cargo has ..." is a product's name and a noun)."""
+    from slm_pipeline.core.anonymize.lexicons import _wordnet_non_nouns
+
+    low = _norm_word(word)
+    return " " not in given.strip() and _token_class(given, lex) in ("F", "U") and len(low) >= 3 and \
+        low not in lex.narrow_common and low not in lex.heads and low not in _wordnet_non_nouns() and \
+        not _singular(low, lex) and _vowelly(word)
+
+
 def coordinated_names(text: str, findings: list) -> list:
     """Findings plus PERSON for name-like words joined to a detected person by "and"/"&" or "from <person> to"."""
     persons = [f for f in findings if f.entity_type == "PERSON"]
@@ -229,7 +300,9 @@ def coordinated_names(text: str, findings: list) -> list:
         if not everyday_ok and (_norm_word(w) in lex.dictionary or _singular(_norm_word(w), lex)):
             return  # "Ask Mirela Baciu ...": an imperative at the start of a sentence
         if not (c in ("F", "L") or c == "A" and everyday_ok or c == "U" and _vowelly(w) or c == "C" and mid_sentence
-                and _capital_given_name(w, lex)) or _norm_word(w) in lex.heads:
+                and _capital_given_name(w, lex) or c == "C" and e > f.end and _surname_after_given(f.text, w, lex)
+                and _rx(r"[ \t]*(?:[,;.!?)\n]|$)").match(text, e)) \
+                or _norm_word(w) in lex.heads:
             return
         if e > f.end and _rx(r"[ \t]+([\p{L}]+)").match(text, e) and \
                 _norm_word(_rx(r"[ \t]+([\p{L}]+)").match(text, e).group(1)) in lex.heads:

@@ -265,6 +265,11 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                         w = run[chunk[0]][2]
                         if len(w.rstrip(".")) < 3:
                             score = 0.0
+                        if _norm_word(w.rstrip(".")) in lex.dictionary:
+                            # "Server listening", "Pascal came last", "over Tor": a lone given name that is also a
+                            # dictionary word needs person context (greeting, title, verb of talking: the context
+                            # and structure recognizers) or spaCy's NER, which still sees the sentence
+                            score = 0.0
                     if score <= 0:
                         continue
                     s, e = run[chunk[0]][0], run[chunk[-1]][1]
@@ -316,6 +321,8 @@ class PersonGazetteerRecognizer(_OurRecognizer):
         return out
 
 
+# a "name" key of a config file: indented or a list item (YAML), or key=value
+_CONFIG_NAME_KEY = re.compile(r"(?:(?:^|\n)(?:[ \t]+|[ \t]*-[ \t]+)name[ \t]*:|(?<![\w])name=)[ \t]*$")
 _NAME_TOKEN = r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*"
 _TRIGGERS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"(?i)\bmy[ \t]+(?:full[ \t]+|first[ \t]+|last[ \t]+|sur)?name(?:['’]s|[ \t]+is|[ \t]*:|[ \t]+was)"
@@ -344,7 +351,7 @@ _TRIGGERS: list[tuple[re.Pattern, str]] = [
                 r"wife|husband|son|daughter|brother|sister|mother|father|mom|mum|dad|friend|partner|boss|tenant|"
                 r"landlord|neighbou?r|cardholder|holder|recipient|sender|guest|employee|owner|named|called|nickname|"
                 r"user[ \t]*name|nome|nom|nombre)[ \t]*:?[ \t]+(?:named[ \t]+|called[ \t]+|is[ \t]+)?"), "medium"),
-    (re.compile(r"(?i)\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting|met|meet|emailed|messaged|"
+    (re.compile(r"(?i)\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting|met|meet|emailed|messaged|call|phone|ring|rang|"
                 r"texted|contacted|asked|ask|thank|thanked|tell|told|let|cc|cc['’]d|ping|pinged|inform|informed|"
                 r"according[ \t]+to|assisted[ \t]+by|helped[ \t]+by|handled[ \t]+by|signed[ \t]+by|approved[ \t]+by|"
                 r"forward(?:ed)?(?:[ \t]+(?:this|it))?[ \t]+to|(?:re)?assign(?:ed)?(?:[ \t]+(?:this|it))?[ \t]+to|"
@@ -400,6 +407,8 @@ def _take_name(text: str, pos: int, kind: str, lex: _Lexicon) -> tuple[int, int,
             # "I'm Petre Pop": a capitalized dictionary word right after a name-like token continues the name
             if not (toks and toks[-1][3] in ("U", "F", "L") and w[:1].isupper() and low not in lex.narrow_common):
                 break
+            if kind not in ("title", "strong", "intro") and [t[3] for t in toks] == ["U"]:
+                return None  # "now called Resilio Sync", "switched to Acme Cloud": an unknown word + a noun is a product
         if w[-2:] in ("'s", "’s"):
             nxt = _rx(r"[ \t]+([\p{L}])").match(text, m.end())
             if nxt and nxt.group(1).isupper():
@@ -449,6 +458,8 @@ class PersonContextRecognizer(_OurRecognizer):
                 if kind not in ("strong", "title") and len(cls) > 1 and \
                         _norm_word(text[s:e].split()[0]) in _PLACE_PREFIXES:
                     continue  # "from San Francisco", "to New York"
+                if kind == "strong" and text[s:s + 1].islower() and _CONFIG_NAME_KEY.search(text, max(0, t.start() - 40), t.end()):
+                    continue  # "  name: billing-api", "- name: ensure nginx ...", "apt: name=nginx": a config value
                 if kind in ("strong", "title"):
                     score = 0.85
                 elif kind in ("medium", "signature", "closing", "intro", "post"):

@@ -60,8 +60,11 @@ def _clean_person_span(text: str, s: int, e: int, lex: _Lexicon) -> tuple[int, i
         return None
     if all(c in ("C", "A") for c in classes):
         return None
-    if len(classes) == 1 and classes[0] == "U" and _rx(r"(?:^|[.!?]\s+|\n\s*)$").search(text[max(0, s - 3):s] if s else ""):
-        return None  # an unknown single word at the start of a sentence: "Whitelist 10.0.0.1 ...", "Brompton ..."
+    if len(classes) == 1 and classes[0] == "U" and _rx(r"(?:^|[.!?;]\s+|\n\s*)$").search(text[max(0, s - 3):s] if s else ""):
+        return None  # an unknown single word at the start of a sentence or clause: "Whitelist 10.0.0.1 ...", "; Jekyll took"
+    if len(classes) == 1 and classes[0] != "F" and _rx(r"\d[ \t]*$").search(
+            text[max(0, s + words[0].start() - 3):s + words[0].start()]):
+        return None  # "412 Mbps", "38 Kbit": a word right after a number is a unit, not a person
     if "P" in classes and not any(c in ("F", "L") for c in classes) and not (
             len(words) == 1 and _norm_word(words[0].group(0)) in lex.first):
         return None  # "Amsterdam Centraal", "Paris" (but NER's "Victoria" / "Jordan" may be people)

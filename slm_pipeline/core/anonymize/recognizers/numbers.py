@@ -5,7 +5,7 @@ from __future__ import annotations
 import phonenumbers
 import regex as re
 
-from slm_pipeline.core.anonymize.lexicons import _rx
+from slm_pipeline.core.anonymize.lexicons import _US_STATE_NAMES, _US_STATES, _rx
 from slm_pipeline.core.anonymize.recognizers.base import _luhn_ok, _OurRecognizer, _RegexRecognizer
 
 # ---------------------------------------------------------------------------------------------------------
@@ -30,9 +30,17 @@ _DATE_LIKE = re.compile(
 _NANP = re.compile(r"^(?:\+?1[ .\-]?)?(?:\(\d{3}\)|\d{3})[ .\-]?\d{3}[ .\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d+)?$", re.I)
 _NOT_PHONE_BEFORE = re.compile(
     r"(?i)\b(?:receipt|invoice|ticket|ref(?:erence)?|case|tracking|serial|transaction|confirmation|booking|order|"
-    r"ride|bike|id|report|claim|parcel|shipment|policy|membership|account|iban|card|sort[ \t]+code)"
+    r"ride|bike|id|report|claim|parcel|shipment|policy|membership|account|iban|card|sort[ \t]+code|isbn|issn|ean|upc|sku)"
     r"(?:[ \t]+(?:number|no\.?|nr\.?|#|id|code))?[ \t]*(?:is|was|:|#|=)?[ \t]*#?[ \t]*$"
 )
+# a space-separated group that mixes letters and digits ("21A ", "4E8 ") right before the candidate
+_CODE_GROUP_BEFORE = re.compile(r"(?<![\w\-])(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z\d]{2,6}[ \t]$")
+
+
+def _isbn13_ok(digits: str) -> bool:
+    return sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits)) % 10 == 0
+
+
 _PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "IE", "AU", "CA", "BR", "PT", "SE", "PL")
 
 
@@ -60,8 +68,12 @@ class PhoneNumberRecognizer(_OurRecognizer):
                 continue
             if _rx(r"\d{3}-\d{2}-\d{4}").fullmatch(core):  # SSN shape
                 continue
-            if _rx(r"\d{1,3}(?:\.\d{1,3}){3}").fullmatch(core) or _rx(r"\d+\.\d+").fullmatch(core):
-                continue  # an IPv4 address, a decimal or a build number ("20240305.1")
+            if _rx(r"\d{1,3}(?:\.\d{1,3}){3}").fullmatch(core) or _rx(r"\d+\.\d+(?:[ \t]+\d+\.\d+)*").fullmatch(core):
+                continue  # an IPv4 address, decimals ("load avg 3.12 2.98 2.40") or a build number ("20240305.1")
+            if nd == 13 and digits[:3] in ("978", "979") and _isbn13_ok(digits):
+                continue  # an ISBN-13 ("978-0-13-468599-1")
+            if _CODE_GROUP_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+                continue  # "1Z 4E8 21A 03 1492 8836": the tail of a code whose groups mix letters and digits
             if 13 <= nd <= 19 and not core.startswith(("+", "00", "(")) and _luhn_ok(digits) and \
                     _rx(r"\d{4}([ \-]?)\d{4}\1\d{4}\1\d{1,7}").fullmatch(core):
                 continue  # a card number
@@ -195,7 +207,7 @@ class OrderIdRecognizer(_RegexRecognizer):
     ENTITY = "ORDER_ID"
     CONTEXT = ["order", "orders", "purchase", "booking", "reservation", "confirmation", "shipment", "parcel"]
     PATTERNS = [
-        (r"\b(?:ORD|ORDER|PO|SO)[-_#]?\d{4,12}\b", 0.9, 0, _I),
+        (r"\b(?:ORD|ORDER|PO|SO)[-_#]?\d{4,12}(?:[-_/]\d{1,12})*\b", 0.9, 0, _I),  # all of "ORD-2024-118734"
         (r"\b(?:order|purchase|booking|reservation|confirmation|shipment|parcel|tracking)"
          r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|ref(?:erence)?|code))?" + _ID_TAIL +
          r"(?P<v>[A-Z]{0,4}-?\d{5,14}|\d{3,6}-\d{3,8})(?![\w\-]|[.,/]\w)", 0.75, "v", _I),  # whole token
@@ -215,6 +227,9 @@ class AccountIdRecognizer(_RegexRecognizer):
     ]
 
 
+# the issuing state or agency: "NJ", "Washington State", "Virginia DMV", "per MVC records"
+_DL_ISSUER = (rf"(?:\b(?:{'|'.join(sorted(_US_STATES))})\b|\b(?:{_US_STATE_NAMES})\b|(?i:\bstate\b)|"
+              r"\b(?:DMV|MVC|BMV|MVD|RMV|DOL|DPS))")
 _DL_VALUE = r"(?P<v>(?=[A-Z0-9\- ]*\d)[A-Z0-9](?:[A-Z0-9]|[\- ](?=[A-Z0-9])){4,19})(?![\w\-])"
 
 
@@ -225,7 +240,11 @@ class DriverLicenseRecognizer(_RegexRecognizer):
         (r"(?i:\b(?:driver['’]?s?|drivers['’]?|driving)[ \t]+(?:licen[cs]e|permit)"
          r"(?:[ \t]+(?:number|no\.?|num|nr\.?|id|#|card))?|\bDL|\blicen[cs]e[ \t]+(?:number|no\.?|num|nr\.?|id|#))"
          r"(?:[ \t]*\((?:[A-Z]{2}|[\p{Lu}][\p{L} ]{2,20})\))?"  # "Driver license (TX): 40283317"
-         r"(?i:[ \t]*(?:is|was|:|=|-|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
+         r"(?i:[ \t]*(?:is|was|:|=|-|,|reads|number|no\.?|#)){0,3}[ \t]*[:#]?[ \t]*" + _DL_VALUE, 0.75, "v", 0),
+        # "Per NJ MVC records, license M2148 37190 04827", "Virginia DMV customer number T61-48-2097": a licence
+        # or a licensing agency's number with the issuing state or agency a few words before
+        (_DL_ISSUER + r"[^.;\n]{0,30}?(?i:\blicen[cs]e|\b(?:customer|record|id|client)[ \t]+(?:number|no\.?|#))"
+         r"(?i:[ \t]*(?:is|was|:|=|-|,|number|no\.?|#)){0,3}[ \t]*" + _DL_VALUE, 0.7, "v", 0),
         # value shapes common to US states; only kept with context words (Presidio context enhancement)
         (r"\b(?P<v>[A-Z]\d{7,12}|[A-Z]{2}\d{6,8}|[A-Z]\d{3}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{1,3})?|"
          r"[A-Z]-?\d{3}-?\d{3}-?\d{3}-?\d{3}|[A-Z]{1,3}-\d{2,4}-\d{2,4}(?:-\d{1,4})?|"
