@@ -8,6 +8,7 @@ import regex as re
 
 from slm_pipeline.core.anonymize.findings import Finding
 from slm_pipeline.core.anonymize.lexicons import _rx
+from slm_pipeline.core.anonymize.products import product_words, tool_context
 from slm_pipeline.core.anonymize.recognizers.network import _technical_email, non_public_ip
 
 
@@ -98,9 +99,6 @@ _VERSION_BEFORE = re.compile(r"(?i:\b(?:firmware|version|ver\.?|release|build|up
 _DOTTED = re.compile(r"\d+(?:\.\d+){2,}")
 
 
-# "Julia 1.10", "macOS Sonoma 14.4", "Ada 2022": a capitalized word directly followed by a version number (or a
-# year that ends the phrase) names a product or a language, not a person
-_VERSION_AFTER = re.compile(r"[ \t]+v?\d+(?:\.\d+)+(?![\w])|[ \t]+(?:19|20)\d\d(?![\w\-/:]|[.,]\d)")
 # "Marks & Spencer", "Johnson & Johnson", "Ben & Jerry's": single words joined by "&" name a firm or brand
 _AMP_PAIR = re.compile(r"(?<![\p{Lu}][\p{L}\p{M}'’\-]*[ \t]+|&[ \t]*)(?P<a>[\p{Lu}][\p{L}\p{M}'’\-]+)[ \t]*&[ \t]*(?P<b>[\p{Lu}][\p{L}\p{M}\-]+)"
                        r"(?P<pos>['’]s)?(?![ \t]*&)(?![ \t]+[\p{Lu}])")
@@ -122,7 +120,12 @@ _COMPANY_PREDICATE = re.compile(
     r"|(?:opened|closed|added|launched)[ \t]+(?:(?:\d+|two|three|four|five|six|seven|eight|nine|ten|dozens[ \t]+of|"
     r"hundreds[ \t]+of|more|several|its|their|first)[ \t]+){0,2}(?:new[ \t]+)?(?:locations|stores|shops|branches|"
     r"restaurants|outlets|offices|factories|plants|warehouses)"
-    r"|(?:shares|stock)[ \t]+(?:rose|fell|jumped|dropped|climbed|slid|surged|plunged))\b")
+    r"|(?:shares|stock)[ \t]+(?:rose|fell|jumped|dropped|climbed|slid|surged|plunged)"
+    # "... and Morgan Stanley were named joint bookrunners": roles only firms take in a deal
+    r"|(?:was|were|are|is)[ \t]+(?:named|appointed|hired|mandated|selected|chosen|acting)[ \t]+(?:as[ \t]+)?"
+    r"(?:(?:the[ \t]+)?(?:joint|lead|co-lead|global|sole|senior|mandated)[ \t]+)*"
+    r"(?:bookrunners?|underwriters?|arrangers?|lenders?|market[ \t]+makers?|placement[ \t]+agents?)"
+    r"|(?:merged[ \t]+with|went[ \t]+public|filed[ \t]+for[ \t]+(?:bankruptcy|chapter[ \t]+\d+|an[ \t]+ipo)))\b")
 _SUBJECT_BEFORE = re.compile(
     r"(?:^|(?<=[.!?;:\n][ \t]*))(?:[\p{Lu}][\p{L}\p{M}'’\-]*(?:[ \t]*(?:,|&|and)?[ \t]*))+$", re.M)
 
@@ -149,16 +152,19 @@ def _drop_product_and_brand_names(text: str, findings: list[Finding]) -> list[Fi
         if subj:
             brand.append((subj.start(), m.start()))
     out = []
-    for f in findings:
+    products = product_words(text)
+    preps: set[tuple[int, str]] = set()
+    for f in sorted(findings, key=lambda f: f.start):
         if f.entity_type == "PERSON":
             if any(a <= f.start and f.end <= b for a, b in brand):
                 continue
-            if " " not in f.text.strip():
-                if _VERSION_AFTER.match(text, f.end):
+            if " " not in f.text.strip() and text[f.end:f.end + 2] not in ("'s", "’s") and not (
+                    f.source == "PersonContextRecognizer" and f.score >= 0.85):  # "Dr. X", "my name is X"
+                if tool_context(text, f.start, f.end, products, preps):
                     continue
                 if _ORG_AFTER.search(text[max(0, f.start - 40):f.start]):
                     continue
-                if _in_list_of_things(text, f, lex):
+                if _in_list_of_things(text, f, lex, products):
                     continue
             if _KEY_COMBO.match(text, f.end) or _KEY_COMBO_BEFORE.search(text, max(0, f.start - 3), f.start):
                 continue
@@ -180,7 +186,7 @@ _MULTIWORD_BEFORE = re.compile(r"[\p{Lu}][\p{L}\p{M}'’\-]*[ \t]+$")
 _MULTIWORD_AFTER = re.compile(r"[ \t]+[\p{Lu}]")
 
 
-def _in_list_of_things(text: str, f: Finding, lex) -> bool:
+def _in_list_of_things(text: str, f: Finding, lex, products: set[str] = frozenset()) -> bool:
     """'Charlotte, Raleigh and Durham', 'Linux, Solaris': a single word listed with places, dictionary words or
     acronyms and with no name among them is one of those things. Needs a real list (an 'and'/'or'/'/' or three
     members), so 'Yesterday, Durham ...' or 'Hi, Maria' are no lists."""
@@ -205,6 +211,8 @@ def _in_list_of_things(text: str, f: Finding, lex) -> bool:
         pos = m.end()
     if not members or not (len(members) >= 2 or _rx(r"and|or|&|/").search(seps[0])):
         return False
+    if any(w in products for w in members):
+        return True  # "evaluated Julia, Ada and Pascal ... settled on Julia 1.10": one product makes a product list
     classes = [_token_class(w, lex) for w in members]
     return not any(c in ("F", "L") for c in classes) and any(c in ("P", "C", "K", "X") for c in classes)
 

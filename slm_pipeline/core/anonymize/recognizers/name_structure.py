@@ -20,9 +20,12 @@ _INITIAL = re.compile(rf"(?<![\w.])(?P<a>{_W})[ \t]+[\p{{Lu}}]\.[ \t]+(?P<b>{_W}
 _PERSON_ONLY = (r"manager|assistant|colleague|wife|husband|partner|son|daughter|mother|father|parents|boss|kids|children|"
                 r"e-?mail|phone|mobile|number|address|desk|family|birthday|wedding|flat|house|car|message|reply|voicemail|"
                 r"calendar")
+# (Irish/Dutch/Arabic particles before a surname: "Ó Súilleabháin", "van den Broek", "Al Masri")
+_PARTICLE = r"(?:(?i:van|von|de|der|den|du|da|di|del|della|le|la|ter|ten|bin|bint|ibn|al|el|ó|ní|nic|ua|mac)[ \t]+){0,2}"
 _POSSESSIVE = re.compile(
-    rf"(?<![\w.])(?P<n>{_W}(?:[ \t]+{_W}){{0,2}})['’]s[ \t]+(?:(?:new|old|own|previous|current)[ \t]+)?"
-    rf"(?:(?P<kin>{_PERSON_ONLY})|team|account|office|request|complaint|booking|ticket|"
+    rf"(?<![\w.])(?P<n>{_PARTICLE}{_W}(?:[ \t]+{_W}){{0,2}})['’]s[ \t]+(?:(?:new|old|own|previous|current)[ \t]+)?"
+    rf"(?:(?P<kin>{_PERSON_ONLY})|team|group|call|meeting|shift|rota|leave|approval|account|office|request|"
+    r"complaint|booking|ticket|"
     r"profile|membership|card|subscription|invoice|refund|(?P<work>case|thesis|notes|"
     r"presentation|draft|feedback|comments?|suggestions?|questions?|idea|argument|point|slides|talk|patch|commit|"
     r"pull[ \t]+request|code[ \t]+review))\b"
@@ -35,7 +38,7 @@ _LIST_CUE = re.compile(
     r"invited|on[ \t]+call)[ \t]*:[ \t]*"
     r"|\b(?P<verb>assigned|reassigned|delegated|handed[ \t]+over)[ \t]+to[ \t]+"
 )
-_PARTICLE = r"(?:(?i:van|von|de|der|den|du|da|di|del|della|le|la|ter|ten|bin|bint|ibn|al|el)[ \t]+){0,2}"
+_PARTICLE_WORDS = frozenset("van von de der den du da di del della le la ter ten bin bint ibn al el ó ní nic ua mac".split())
 _LIST_ITEM = re.compile(rf"(?P<n>{_PARTICLE}{_W}(?:[ \t]+{_W}){{0,2}})(?P<sep>[ \t]*(?:,|&|\band\b)[ \t]*)?")
 # "A. K. Ramanathan", "J.R. Okafor", "K. Ivanova", "E. van Dijk": initials before a surname
 _INITIALS = re.compile(
@@ -43,7 +46,8 @@ _INITIALS = re.compile(
 )
 # "Nikolaidis told Papadakis", "Okafor asked Lindqvist": a lone surname as the subject of a verb of talking
 _SPEAKER = re.compile(
-    rf"(?<![\w.\-])(?P<n>{_W})[ \t]+(?:told|asked|emailed|called|phoned|texted|messaged|informed|reminded|"
+    rf"(?<![\w.\-])(?P<p>{_PARTICLE})(?P<n>{_W})[ \t]+(?:took[ \t]+over|is[ \t]+out[ \t]+(?:until|till|today|sick)|"
+    rf"is[ \t]+on[ \t]+(?:leave|holiday|vacation)|told|asked|emailed|called|phoned|texted|messaged|informed|reminded|"
     rf"thanked|warned|promised|assured|replied[ \t]+to|wrote[ \t]+to|said|says|retires|retired|resigned|resigns|"
     rf"disagrees|disagreed|insists|insisted|admitted|admits|apologi[sz]ed|smiled|laughed|nodded|shrugged|sighed)"
     rf"(?:[ \t]+(?P<m>{_W})|[ \t]+(?P<obj>me|us|you|him|her|them)\b)?"
@@ -134,11 +138,14 @@ class PersonStructureRecognizer(_OurRecognizer):
                 e = m.end() - (2 if text[m.end() - 2:m.end()] in ("'s", "’s") else 0)
                 out.append(self._result(m.start(), e, 0.8, "given name, initial, surname"))
         for m in _POSSESSIVE.finditer(text):
-            words = list(_rx(r"\S+").finditer(m.group("n")))
+            words = [w for w in _rx(r"\S+").finditer(m.group("n"))
+                     if not (w.group(0).lower() in _PARTICLE_WORDS and w.end() < len(m.group("n")))]
             cls = [_token_class(w.group(0), lex) for w in words]
             while len(cls) > 1 and cls[0] == "C":  # "Per Okafor's email": a sentence word, then the name
                 words, cls = words[1:], cls[1:]
             start = m.start("n") + words[0].start()
+            if _rx(_PARTICLE).match(m.group("n")).end() == words[0].start():
+                start = m.start("n")  # "from van den Broek's call": the particles are part of the name
             if m.group("work") and len(cls) == 1 and cls[0] not in ("F", "L"):
                 continue  # "Gartner's report", "Mozilla's proposal": organisations write these too
             lone_ok = cls[0] in ("F", "L") or cls[0] == "U" and _vowelly(words[0].group(0))
@@ -180,7 +187,8 @@ class PersonStructureRecognizer(_OurRecognizer):
             if cn in ("F", "L") or cn == "U" and _vowelly(m.group("n")) or cn == "A" and m.group("obj"):
                 if text[max(0, m.start() - 4):m.start()].strip().lower() in ("the", "a", "an"):
                     continue
-                out.append(self._result(m.start("n"), m.end("n"), 0.6, "subject of a verb of talking"))
+                start = m.start("p") if m.group("p") else m.start("n")
+                out.append(self._result(start, m.end("n"), 0.6, "subject of a verb of talking"))
         for m in _SHARED_SURNAME.finditer(text):
             cx, cy, cz = (_token_class(m.group(k), lex) for k in ("x", "y", "z"))
             if (cy == "F" or cz in ("F", "L")) and cy in ("F", "L", "U") and cz in ("F", "L", "U") and \

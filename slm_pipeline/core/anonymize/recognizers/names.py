@@ -16,12 +16,14 @@ from slm_pipeline.core.anonymize.lexicons import (
     _PLACE_PREFIXES,
     _SURNAME_HEADS,
     _TITLES,
+    _alt,
     _Lexicon,
     _lexicon,
     _lexicon_for,
     _norm_word,
     _rx,
     _strip_accents,
+    _words,
     active_vocabulary,
 )
 from slm_pipeline.core.anonymize.recognizers.base import _OurRecognizer
@@ -31,6 +33,7 @@ from slm_pipeline.core.anonymize.recognizers.base import _OurRecognizer
 # ---------------------------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*\.?")
+_SURNAME_SUFFIX = re.compile(rf"(?:{_alt(_words('surname_suffixes'))})$")
 _CAMEL_OK = re.compile(r"^(?:Mc|Mac|O['’]|D['’]|De|Di|Da|La|Le|Van|Von|Fitz|St)[\p{Lu}]")
 
 
@@ -112,6 +115,8 @@ def _token_class_uncached(word: str, lex: _Lexicon) -> str:
         return "C"
     if len(w) < 2 or any(ch.isdigit() for ch in w):
         return "C"
+    if len(low) >= 6 and _SURNAME_SUFFIX.search(low):
+        return "L"  # "Björnsson", "Papadopoulos": a surname by its ending
     return "U"
 
 

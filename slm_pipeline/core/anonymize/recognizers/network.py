@@ -25,13 +25,14 @@ class ObfuscatedEmailRecognizer(_RegexRecognizer):
 # Precision: what looks like PII in technical text but is not
 # ---------------------------------------------------------------------------------------------------------
 
+_SHARED_NAT = ipaddress.ip_network("100.64.0.0/10")  # not is_private, not global: one NAT serves many customers
 _DOC_NETS = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",
                                                       "2001:db8::/32"))
 
 
 def non_public_ip(value: str) -> bool:
-    """Loopback, unspecified, private, link-local, multicast, reserved or documentation address (or a network of
-    them, "0.0.0.0/0"): identifies no one."""
+    """Loopback, unspecified, private, shared (carrier-grade NAT, RFC 6598), link-local, multicast, reserved or
+    documentation address (or a network of them, "0.0.0.0/0"): identifies no one."""
     v = value.strip().strip("[]").split("%")[0]
     try:
         net = ipaddress.ip_network(v, strict=False)
@@ -39,7 +40,7 @@ def non_public_ip(value: str) -> bool:
         return False
     a = net.network_address
     return net.prefixlen == 0 or a.is_private or a.is_loopback or a.is_unspecified or a.is_link_local or \
-        a.is_multicast or a.is_reserved or any(a in n for n in _DOC_NETS if n.version == a.version)
+        a.is_multicast or a.is_reserved or (a.version == 4 and a in _SHARED_NAT) or any(a in n for n in _DOC_NETS if n.version == a.version)
 
 
 def _technical_email(text: str, s: int, e: int) -> bool:
