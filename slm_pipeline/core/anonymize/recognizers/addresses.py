@@ -93,7 +93,8 @@ _EU_TYPE_ANY = (  # street-type words of FR/ES/IT/PT/PL/CA that are not English 
     r"andador|prolongaci[oó]n|perif[ée]rico|urbanizaci[oó]n|cañada|incrocio|stretto|rotonda|salita|viela|"
     r"trecho|quadra|viaduto|vereda|chácara|chacara|condomínio|loteamento|residencial|esplanada|"
     r"strada|str\.|drumul|bulevardul|calea|aleea|[șs]oseaua|splaiul|intrarea|pia[țt]a|fund[ăa]tura|"
-    r"pl\.|al\.|os\.|ulice|n[áa]m[ěe]st[íi]|t[řr][íi]da|utca|[úu]t|t[ée]r"
+    r"pl\.|al\.|os\.|ulice|n[áa]m[ěe]st[íi]|t[řr][íi]da|utca|[úu]t|t[ée]r|"
+    r"vul\.|vulytsia|vulytsya|ulitsa|prosp\.|prospekt|prospekt|pr-t|provulok|pereulok|shosse|naberezhna"  # UA/RU
 )
 _EU_TYPE_CAP = (  # also English words: only when capitalized
     r"Via|Vial|Corso|Largo|Strada|Borgo|Canale|Estrada|Boulevard|Avenue|Place|Plaza|Square|Route|Passage|Cours|"
@@ -132,7 +133,8 @@ _COMPOUND = (
     r"boulevard|baan|plantsoen|erf|oord|kwartier|haven|veld|bulevardi|väylä|kaari|tori|ranta|rinne|polku|"
     r"allé|stræde|vænge|plads|torv|gränd|vägen|sgade|svej|gasse"
 )
-_HNUM = r"\d{1,4}[ \t]?[a-zA-Z]?(?:[ \t]*[\-/][ \t]*\d{1,4}[a-zA-Z]?)?(?![\w])"
+# house number with an optional range/addition: "12a", "12-14", "452-III" (Dutch floor), "7-hs" (ground floor)
+_HNUM = r"\d{1,4}[ \t]?[a-zA-Z]?(?:[ \t]*[\-/][ \t]*(?:\d{1,4}[a-zA-Z]?|[IVX]{1,4}|hs|bis|[A-Za-z]))?(?![\w])"
 _DE_A = re.compile(
     rf"(?<![\w\-.])(?:[\p{{Lu}}][\p{{L}}\p{{M}}]*[\-‐])*[\p{{Lu}}][\p{{L}}\p{{M}}\-]*?(?i:{_COMPOUND})\.?[ \t]+{_HNUM}"
 )
@@ -179,7 +181,7 @@ _SECONDARY = re.compile(
     r"(?:[ \t]*,[ \t]*|[ \t]+|[ \t]+,[ \t]*)(?:\d{1,2}(?:st|nd|rd|th)[ \t]+(?i:floor)(?![\w])|(?i:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|room|rm\.?|bldg\.?|building|"
     r"piso|puerta|planta|appartamento|app\.?|interno|int\.?|scala|andar|apto\.?|bloco|étage|etage|bâtiment|bât\.?|"
     r"whg\.?|wohnung|tür|top|stiege|box|po box|edif\.?|edificio|depto\.?|departamento|dpto\.?|interior|piano|"
-    r"esc\.?|escalera|leil\.?|lgh\.?|lejl\.?|stan|kat|#)[ \t]*#?[ \t]*[\w\-]{1,6}(?![\w]))"
+    r"esc\.?|escalera|leil\.?|lgh\.?|lejl\.?|stan|kat|office|kv\.?|kvartira|of\.|#)[ \t]*#?[ \t]*[\w\-]{1,6}(?![\w]))"
 )
 _EXT_SEGMENTS = [
     ("city_state_zip", re.compile(rf"{_SEP}(?P<city>{_CITY}),?[ \t]+(?P<st>[A-Z]{{2}})[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])")),
