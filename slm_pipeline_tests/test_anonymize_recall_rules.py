@@ -39,6 +39,10 @@ ADDRESSES = [
     ("the keys are at\nUnit 9, Harbour View\n31 Marine Drive", ["Unit 9", "Harbour View", "31 Marine Drive"],
      ["the keys are at"]),
     ("Expédier à 7 ter, rue des Lilas\n33000 Bordeaux", ["7 ter", "rue des Lilas", "33000"], ["Expédier à"]),
+    # a Dutch floor/ground-floor addition to the house number; a Ukrainian street type and an office number
+    ("Bezorgen op Herengracht 88-II, 1015 BS Amsterdam graag.", ["Herengracht", "88-II", "1015 BS"], ["graag"]),
+    ("Bezorgen op Herengracht 88-hs, 1015 BS Amsterdam graag.", ["Herengracht", "88-hs", "-hs"], ["graag"]),
+    ("Pick-up point: vulytsia Sahaidachnoho 37, office 5, Kyiv", ["Sahaidachnoho", "office 5"], ["Pick-up point"]),
     # Turkish street type after the name, with "No:" and a flat number
     ("Teslimat: Atatürk Cad. No: 45 D: 3\nKonak, 35250 İzmir", ["Atatürk", "No: 45", "35250"], ["Teslimat"]),
     # a lower-case chat address after "my address is", held by a street-type word or "# number"
@@ -99,6 +103,11 @@ NAMES = [
     ("is wojtek's car still at the garage?", ["wojtek"], ["car still at the garage"]),
     ("hmm radek forgot the charger again", ["radek"], ["forgot the charger"]),
     ("[10:02] Sigrun: anyone seen the keys?\n[10:03] agent: checking now", ["Sigrun"], ["agent: checking now"]),
+    # a lone surname known by its ending, or after an Irish/Dutch particle, with a person's predicate
+    ("The night shift ended early; Kristjánsson took over the pager at six.", ["Kristjánsson"], ["took over"]),
+    ("Front desk: Mac Giolla is out until Friday.", ["Giolla"], ["is out until Friday"]),
+    ("Minutes from de Graaf's meeting are in the wiki.", ["Graaf"], ["meeting are in the wiki"]),
+    ("The draft went to Tanaka's group for review.", ["Tanaka"], ["group for review"]),
     # a given name that is also a dictionary word, with a verb of contacting before it
     ("Please call Maria back after lunch.", ["Maria"], ["back after lunch"]),
 ]
