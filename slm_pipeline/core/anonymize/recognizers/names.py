@@ -204,6 +204,9 @@ def _score_name_tokens(classes: list[str]) -> float:
     return 0.0
 
 
+_LOCATIVE_BEFORE = re.compile(r"(?i:\b(?:near|in|at|around|opposite|outside|behind|beside|towards|across)[ \t]+)$")
+
+
 class PersonGazetteerRecognizer(_OurRecognizer):
     """First/last names from Faker's name lists (all Latin-script locales), capitalized, with guards against
     common words, places, products ("LoopBike") and streets/products ("Baker Street", "Day Pass")."""
@@ -278,6 +281,8 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                     if score <= 0:
                         continue
                     s, e = run[chunk[0]][0], run[chunk[-1]][1]
+                    if all(c == "U" for c in cls) and _LOCATIVE_BEFORE.search(text, max(0, s - 12), s):
+                        continue  # "near Cais do Sodré", "in Vila Madalena": unknown words after a place preposition
                     if text[e - 1] == ".":
                         e -= 1
                     s, e = _extend_person(text, s, e)
@@ -456,6 +461,10 @@ class PersonContextRecognizer(_OurRecognizer):
                 after = text[e:e + 2]
                 score = 0.0
                 namey = [c for c in cls if c in ("F", "L", "A", "U", "P")]
+                if kind == "strong" and (not namey or any(w[:1].islower() and w not in _NAME_PARTICLES
+                                                     for w in text[s:e].split())) and \
+                        _CONFIG_NAME_KEY.search(text, max(0, t.start() - 40), t.end()):
+                    continue  # "  name: billing-api", "- name: Lint manifests", "apt: name=nginx": a config value
                 if not namey and kind in ("strong", "title") and text[s:s + 1].isupper():
                     namey = ["U"]  # "Ms MacLeod", "name on the bell: Haddad": a surname that is also a dictionary entry
                 if not namey:
@@ -463,8 +472,6 @@ class PersonContextRecognizer(_OurRecognizer):
                 if kind not in ("strong", "title") and len(cls) > 1 and \
                         _norm_word(text[s:e].split()[0]) in _PLACE_PREFIXES:
                     continue  # "from San Francisco", "to New York"
-                if kind == "strong" and text[s:s + 1].islower() and _CONFIG_NAME_KEY.search(text, max(0, t.start() - 40), t.end()):
-                    continue  # "  name: billing-api", "- name: ensure nginx ...", "apt: name=nginx": a config value
                 if kind in ("strong", "title"):
                     score = 0.85
                 elif kind in ("medium", "signature", "closing", "intro", "post"):
