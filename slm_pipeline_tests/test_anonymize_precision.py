@@ -269,3 +269,86 @@ def test_tool_rules_leave_people_alone(anon, text, gone):
     out = anon.anonymize_texts([text])[0]
     for value in gone:
         assert value not in out, out
+
+
+
+# -- third pass: shapes from a company knowledge base (own examples, not the labeled sets' words) -------------
+
+
+@pytest.mark.parametrize("text", [
+    # a mod-97-valid string with the wrong length for its country, and one of mixed case, are no IBAN
+    "The kit GB13 COIN CELL FOR YEARS ships boxed.",
+    "Order the GB21 BATTERY that lasts 12 months.",
+    # a config "name" whose value has lower-case words is a step, not a person
+    "jobs:\n  docs:\n    steps:\n      - name: Vet kustomizations\n        run: make vet",
+    "- name: Bump semver tags\n  uses: actions/checkout@v4",
+    # after a place preposition: unknown words, or a particle inside and no given name first, are a place
+    "Our studio moved to a loft near Bairro do Avelar in May.",
+    "The new office is in Vila Nova de Gaia, close to the river.",
+    "Our warehouse is near Quinta do Anjo, by the motorway.",
+])
+def test_company_docs_shapes_are_not_pii(anon, text):
+    assert anon.anonymize_texts([text])[0] == text
+
+
+def test_real_ibans_still_found_in_either_case(anon):
+    for iban in ("GB82 WEST 1234 5698 7654 32", "gb82 west 1234 5698 7654 32", "GB82WEST12345698765432"):
+        out = anon.anonymize_texts([f"Please pay to {iban} by Friday."])[0]
+        assert out == "Please pay to <IBAN_CODE_1> by Friday.", out
+
+
+def _ner_person_kept(text: str, word: str) -> bool:
+    """Whether a single-word PERSON finding over `word` (as spaCy's NER gives one) survives the product rules."""
+    from slm_pipeline.core.anonymize.allow import _drop_product_and_brand_names
+    from slm_pipeline.core.anonymize.findings import Finding
+
+    s = text.index(word)
+    return bool(_drop_product_and_brand_names(text, [Finding("PERSON", s, s + len(word), 0.85, word, "SpacyRecognizer")]))
+
+
+@pytest.mark.parametrize("text, word", [
+    # a product noun after the word (a known name needs the customer's possessive)
+    ("Move your photos to your own Wrenly profile before the trial ends.", "Wrenly"),
+    ("Sign in to the same Quillbit account on both phones.", "Quillbit"),
+    ("Cancel your Hale subscription from the app.", "Hale"),
+    # a series digit and a model number
+    ("Recommended: a Vortek 7 5800 processor and 16 GB RAM.", "Vortek"),
+    # a menu path in brackets right after it
+    ("If sound crackles, turn off spatial audio for Brindle (Settings → Audio → Spatial) and restart.", "Brindle"),
+    # the subject of what software does, or asked whether it installs/updates
+    ("Why does Vorlund install a background service on first launch?", "Vorlund"),
+    ("After the last patch Quillbit keeps freezing on the loading screen.", "Quillbit"),
+    ("Does Quillbit sync my notes between devices?", "Quillbit"),
+    # only a service asks for your credentials
+    ("Will Haverly ever text me and ask for my one-time code? Never.", "Haverly"),
+    # a list holding several-word members with acronyms or camelCase words
+    ("Sign-on works with Zorba, Contoso Identity ID, Fabrikam Directory and PingFederate.", "Zorba"),
+    # a list whose members carry a bracketed note
+    ("Tiers: Copper (badge), Silver (+ frame), Gold (+ banner), Zenith (+ title).", "Zenith"),
+])
+def test_product_contexts_drop_a_single_word_person(text, word):
+    assert not _ner_person_kept(text, word)
+
+
+@pytest.mark.parametrize("text, word", [
+    ("I closed the Jensen account yesterday.", "Jensen"),          # a client's account: no possessive
+    ("Did Olumide update the invoice?", "Olumide"),                 # people update things too
+    ("Will Maria ever ask for my password?", "Maria"),              # a known given name
+    ("Invited: Zorba, Maria Lopez and Contoso ID.", "Zorba"),       # a list with a person in it
+    ("A gift for Olumide (my nephew) is on the desk.", "Olumide"),  # a bracket without a menu path
+])
+def test_product_contexts_keep_people(text, word):
+    assert _ner_person_kept(text, word)
+
+
+@pytest.mark.parametrize("text, gone", [
+    # the same shapes with people: a name in a config, names next to a place preposition
+    ("team:\n  - name: Olumide Bankole\n    role: admin", ["Bankole"]),
+    ("I met Cornelius Obi near the entrance, then saw Olumide Bankole in Lisbon.", ["Obi", "Bankole"]),
+    ("The parcel was left at Joana do Rosário's house.", ["Rosário"]),
+    ("I had lunch with Maria da Silva in Porto.", ["Silva"]),
+])
+def test_company_docs_rules_leave_people_alone(anon, text, gone):
+    out = anon.anonymize_texts([text])[0]
+    for value in gone:
+        assert value not in out, out

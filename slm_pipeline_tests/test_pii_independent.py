@@ -3,9 +3,12 @@
 `pii_heldout_independent_3.jsonl` (author 3, 260 records, 80 of them PII-free) and
 `pii_heldout_independent_4.jsonl` (author 4, 240 records, 90 PII-free, with deliberately hard ones: tools and
 companies named after people, places that are first names, Title Case UI labels, versions that look like IPs).
-Set 4 was the judge of the first precision pass (measured blind: 0.949 recall, 83/90 PII-free unchanged); since
-the second pass all four are development sets for general rules (issue 14: no name, street or word of theirs is in
-any list), so these floors guard against regressions; they do not measure generalization (a fresh set does).
+Set 4 was the judge of the first precision pass (measured blind: 0.949 recall, 83/90 PII-free unchanged).
+`pii_heldout_independent_5.jsonl` (author 5, 200 records from a company knowledge base, 110 of them PII-free docs,
+FAQs, release notes and configs for invented products) measured 0.966 recall and 98/110 PII-free unchanged when it
+arrived, before the third precision pass was written against it. All five are development sets for general rules
+now (issue 14: no name, street, product or word of theirs is in any list), so these floors guard against
+regressions; they do not measure generalization (a fresh set does).
 Scored on the output text with the leak rule of core/pii_leak_score.py, with the CLI's default settings."""
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def cli_anonymizer():
     ("pii_heldout_independent_2.jsonl", 0.94, 0.97),  # measured 0.958, 71/72 (an order id is replaced)
     ("pii_heldout_independent_3.jsonl", 0.93, 0.97),  # measured 0.952, 79/80 (an order id is replaced)
     ("pii_heldout_independent_4.jsonl", 0.95, 0.97),  # measured 0.967, 89/90 (an order id is replaced)
+    ("pii_heldout_independent_5.jsonl", 0.95, 0.98),  # measured 0.966, 109/110 (an order id in a CSV row)
 ])
 def test_recall_on_sets_written_without_the_detector_in_view(cli_anonymizer, name, min_recall, min_clean):
     r = leak_recall(cli_anonymizer, read_jsonl(DATA / name))

@@ -11,7 +11,7 @@ recognizers/  numbers, addresses, address_blocks (street line + locality), names
               possessives, lists), ner, network
 analyzer      Presidio engine setup (light spaCy pipeline, context enhancer, recognizer registry)
 findings      overlap resolution, value regexes, propagation   allow      allow-list, technical non-PII
-products      tool/product/technique contexts ("Julia 1.10", "X plugin", "tests run with X and Y")
+products      tool/product contexts ("Julia 1.10", "X plugin", "your X account", "X crashes", "for X (Menu → …)")
 pseudonyms    tag/fake replacement                              verification  canaries, find_leaks, report
 engine        Anonymizer, pipeline_anonymizer, anonymize_jsonl
 

@@ -160,7 +160,7 @@ def _drop_product_and_brand_names(text: str, findings: list[Finding]) -> list[Fi
                 continue
             if " " not in f.text.strip() and text[f.end:f.end + 2] not in ("'s", "’s") and not (
                     f.source == "PersonContextRecognizer" and f.score >= 0.85):  # "Dr. X", "my name is X"
-                if tool_context(text, f.start, f.end, products, preps):
+                if tool_context(text, f.start, f.end, products, preps, _token_class(f.text.strip(), lex)):
                     continue
                 if _ORG_AFTER.search(text[max(0, f.start - 40):f.start]):
                     continue
@@ -178,12 +178,14 @@ def _drop_product_and_brand_names(text: str, findings: list[Finding]) -> list[Fi
 _KEY_COMBO = re.compile(r"[ \t]*\+[ \t]*[\p{L}\d]")
 _KEY_COMBO_BEFORE = re.compile(r"[\p{L}\d][ \t]*\+[ \t]*$")
 # a capitalized single word joined to its neighbours by "," / "and" / "or" / "/"
-_LIST_LEFT = re.compile(r"(?<![\p{L}\p{M}'’\-])(?P<w>[\p{Lu}][\p{L}\p{M}'’\-]*)(?P<sep>[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|"
-                        r"[ \t]+(?:and|or|&)[ \t]+|[ \t]*/[ \t]*)$")
-_LIST_RIGHT = re.compile(r"(?P<sep>[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|[ \t]+(?:and|or|&)[ \t]+|[ \t]*/[ \t]*)"
+# (a short bracket may follow each member: "Bronze (banner), Silver (+ emote), Gold (+ skin)")
+_NOTE = r"(?:[ \t]*\([^()\n]{0,60}\))?"
+_LIST_LEFT = re.compile(rf"(?<![\p{{L}}\p{{M}}'’\-])(?P<w>[\p{{Lu}}][\p{{L}}\p{{M}}'’\-]*){_NOTE}"
+                        r"(?P<sep>[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|[ \t]+(?:and|or|&)[ \t]+|[ \t]*/[ \t]*)$")
+_LIST_RIGHT = re.compile(rf"{_NOTE}(?P<sep>[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|[ \t]+(?:and|or|&)[ \t]+|[ \t]*/[ \t]*)"
                          r"(?P<w>[\p{Lu}][\p{L}\p{M}'’\-]*)(?![\p{L}\p{M}'’\-])")
-_MULTIWORD_BEFORE = re.compile(r"[\p{Lu}][\p{L}\p{M}'’\-]*[ \t]+$")
-_MULTIWORD_AFTER = re.compile(r"[ \t]+[\p{Lu}]")
+_MULTIWORD_BEFORE = re.compile(r"(?:[\p{Lu}][\p{L}\p{M}'’\-]*[ \t]+)+$")
+_MULTIWORD_AFTER = re.compile(r"(?:[ \t]+[\p{Lu}][\p{L}\p{M}'’\-]*)+")
 
 
 def _in_list_of_things(text: str, f: Finding, lex, products: set[str] = frozenset()) -> bool:
@@ -192,28 +194,44 @@ def _in_list_of_things(text: str, f: Finding, lex, products: set[str] = frozense
     members), so 'Yesterday, Durham ...' or 'Hi, Maria' are no lists."""
     from slm_pipeline.core.anonymize.recognizers.names import _token_class
 
-    members, seps = [], []
+    members, seps, phrases = [], [], []
     pos = f.start
-    while len(members) < 6:
-        m = _LIST_LEFT.search(text, max(0, pos - 40), pos)
-        if not m or _MULTIWORD_BEFORE.search(text, max(0, m.start() - 30), m.start()):
+    while len(members) + len(phrases) < 6:
+        m = _LIST_LEFT.search(text, max(0, pos - 100), pos)
+        if not m:
+            break
+        seps.append(m.group("sep"))
+        more = _MULTIWORD_BEFORE.search(text, max(0, m.start() - 60), m.start())
+        if more:  # a member of several capitalized words: "Microsoft Entra ID, Okta"
+            phrases.append(text[more.start():m.end("w")])
             break
         members.append(m.group("w"))
-        seps.append(m.group("sep"))
         pos = m.start()
     pos = f.end
-    while len(members) < 12:
+    while len(members) + len(phrases) < 12:
         m = _LIST_RIGHT.match(text, pos)
-        if not m or _MULTIWORD_AFTER.match(text, m.end()):
+        if not m:
             break
-        members.append(m.group("w"))
         seps.append(m.group("sep"))
+        more = _MULTIWORD_AFTER.match(text, m.end())
+        if more:
+            phrases.append(text[m.start("w"):more.end()])
+            pos = more.end()
+            continue
+        members.append(m.group("w"))
         pos = m.end()
-    if not members or not (len(members) >= 2 or _rx(r"and|or|&|/").search(seps[0])):
+    if not seps or not (len(seps) >= 2 or _rx(r"and|or|&|/").search(seps[0])):
         return False
     if any(w in products for w in members):
         return True  # "evaluated Julia, Ada and Pascal ... settled on Julia 1.10": one product makes a product list
     classes = [_token_class(w, lex) for w in members]
+    # a several-word member is a product or firm if it holds an acronym or camelCase word ("Microsoft Entra ID",
+    # "Google Workspace and OneLogin"); one that holds a known name ("Maria Lopez") makes it a list of people
+    for phrase in phrases:
+        pc = [_token_class(w, lex) for w in phrase.split()]
+        classes.append("X" if any(c in ("K", "X") for c in pc) else ("F" if any(c in ("F", "L") for c in pc) else "?"))
+    if phrases and not any(c == "X" for c in classes[len(members):]):
+        return False  # only a single-word list decides by dictionary words and places
     return not any(c in ("F", "L") for c in classes) and any(c in ("P", "C", "K", "X") for c in classes)
 
 

@@ -204,6 +204,36 @@ def _score_name_tokens(classes: list[str]) -> float:
     return 0.0
 
 
+_LOCATIVE_BEFORE = re.compile(r"(?i:\b(?:near|in|at|around|opposite|outside|behind|beside|towards|across)[ \t]+)$")
+_CAP_RUN = re.compile(r"[\p{Lu}][\p{L}\p{M}'’\-]*(?:[ \t]+(?:(?:(?:"
+                      + "|".join(sorted((re.escape(p) for p in _NAME_PARTICLES if p.islower()), key=len, reverse=True))
+                      + r")[ \t]+)?[\p{Lu}][\p{L}\p{M}'’\-]*))*")
+
+
+def _place_after_locative(text: str, s: int, e: int, lex: _Lexicon) -> bool:
+    """'near Cais do Sodré', 'in Campo de Ourique', 'at Bairro do Avelar': after a place preposition, the
+    capitalized run around text[s:e] is a place if its words are all unknown, or if it has a particle inside
+    ('do', 'de', 'da') and does not start with a known given name ('with Joana do Rosário' stays a person)."""
+    a = s
+    while True:  # walk left over capitalized words and particles to the start of the run
+        m = _rx(r"(?:[\p{Lu}][\p{L}\p{M}'’\-]*|[\p{Ll}]{1,4})[ \t]+$").search(text, max(0, a - 30), a)
+        if not m or (m.group(0)[:1].islower() and _norm_word(m.group(0).strip()) not in _NAME_PARTICLES):
+            break
+        a = m.start()
+    while a < s and not text[a].isupper():
+        a += 1
+    if not _LOCATIVE_BEFORE.search(text, max(0, a - 12), a):
+        return False
+    run = _CAP_RUN.match(text, a)
+    words = run.group(0).split() if run else text[s:e].split()
+    caps = [w for w in words if w[:1].isupper()]
+    cls = [_token_class(w, lex) for w in caps]
+    if all(c == "U" for c in cls):
+        return True
+    return len(caps) < len(words) and all(_norm_word(w) in _NAME_PARTICLES for w in words if not w[:1].isupper()) \
+        and cls[0] != "F"
+
+
 class PersonGazetteerRecognizer(_OurRecognizer):
     """First/last names from Faker's name lists (all Latin-script locales), capitalized, with guards against
     common words, places, products ("LoopBike") and streets/products ("Baker Street", "Day Pass")."""
@@ -278,6 +308,8 @@ class PersonGazetteerRecognizer(_OurRecognizer):
                     if score <= 0:
                         continue
                     s, e = run[chunk[0]][0], run[chunk[-1]][1]
+                    if _place_after_locative(text, s, e, lex):
+                        continue
                     if text[e - 1] == ".":
                         e -= 1
                     s, e = _extend_person(text, s, e)
@@ -456,6 +488,10 @@ class PersonContextRecognizer(_OurRecognizer):
                 after = text[e:e + 2]
                 score = 0.0
                 namey = [c for c in cls if c in ("F", "L", "A", "U", "P")]
+                if kind == "strong" and (not namey or any(w[:1].islower() and w not in _NAME_PARTICLES
+                                                     for w in text[s:e].split())) and \
+                        _CONFIG_NAME_KEY.search(text, max(0, t.start() - 40), t.end()):
+                    continue  # "  name: billing-api", "- name: Lint manifests", "apt: name=nginx": a config value
                 if not namey and kind in ("strong", "title") and text[s:s + 1].isupper():
                     namey = ["U"]  # "Ms MacLeod", "name on the bell: Haddad": a surname that is also a dictionary entry
                 if not namey:
@@ -463,8 +499,6 @@ class PersonContextRecognizer(_OurRecognizer):
                 if kind not in ("strong", "title") and len(cls) > 1 and \
                         _norm_word(text[s:e].split()[0]) in _PLACE_PREFIXES:
                     continue  # "from San Francisco", "to New York"
-                if kind == "strong" and text[s:s + 1].islower() and _CONFIG_NAME_KEY.search(text, max(0, t.start() - 40), t.end()):
-                    continue  # "  name: billing-api", "- name: ensure nginx ...", "apt: name=nginx": a config value
                 if kind in ("strong", "title"):
                     score = 0.85
                 elif kind in ("medium", "signature", "closing", "intro", "post"):

@@ -14,6 +14,7 @@ from slm_pipeline.core.anonymize.lexicons import _Lexicon, _lexicon, _norm_word,
 from slm_pipeline.core.anonymize.recognizers.names import (
     _WORD,
     _extend_person,
+    _place_after_locative,
     _surname_head_ok,
     _token_class,
 )
@@ -81,6 +82,8 @@ def _clean_person_span(text: str, s: int, e: int, lex: _Lexicon) -> tuple[int, i
         return None  # "The Bosch", "the Hudson", "St Pancras"
     if not possessive and _followed_by_head(text, ne, lex):
         return None
+    if _place_after_locative(text, ns, ne, lex):
+        return None  # "near Bairro do Avelar"
     return _extend_person(text, ns, ne)
 
 

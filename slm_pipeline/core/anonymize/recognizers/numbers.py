@@ -182,19 +182,19 @@ class IbanPlusRecognizer(_OurRecognizer):
             if cand[:2].upper() not in _IBAN_LEN:
                 continue
             want = _IBAN_LEN[cand[:2].upper()]
-            # candidate ends after each alphanumeric; try the country's length first, then any 15-34 length
+            # an IBAN has exactly its country's length (a checksum alone passes 1 in 97 random strings: "CR2477
+            # battery that lasts ..."), and its letters are all upper- or all lower-case
             ends = [i + 1 for i, ch in enumerate(cand) if ch.isalnum()]
-            order = [e for n, e in enumerate(ends, 1) if n == want] + \
-                [e for n, e in reversed(list(enumerate(ends, 1))) if 15 <= n <= 34 and n != want]
-            for end in order:
-                after = m.start() + end
-                if after < len(text) and text[after].isalnum():
-                    continue  # must not continue with more alphanumerics glued to the code
-                compact = _rx(r"[\s\-]").sub("", cand[:end]).upper()
-                if _iban_checksum_ok(compact):
-                    score = 0.9 if len(compact) == want else 0.75
-                    out.append(self._result(m.start(), after, score, "IBAN checksum"))
-                    break
+            if len(ends) < want:
+                continue
+            after = m.start() + ends[want - 1]
+            if after < len(text) and text[after].isalnum():
+                continue  # must not continue with more alphanumerics glued to the code
+            compact = _rx(r"[\s\-]").sub("", cand[:ends[want - 1]])
+            if compact != compact.upper() and compact != compact.lower():
+                continue
+            if _iban_checksum_ok(compact.upper()):
+                out.append(self._result(m.start(), after, 0.9, "IBAN checksum"))
         return out
 
 
