@@ -8,7 +8,9 @@ Set 4 was the judge of the first precision pass (measured blind: 0.949 recall, 8
 FAQs, release notes and configs for invented products) measured 0.966 recall and 98/110 PII-free unchanged when it
 arrived, before the third precision pass was written against it. All five are development sets for general rules
 now (issue 14: no name, street, product or word of theirs is in any list), so these floors guard against
-regressions; they do not measure generalization (a fresh set does).
+regressions; they do not measure generalization. `pii_heldout_independent_6.jsonl` (author 6, 160 records from
+three companies' help centers and inboxes) was measured on arrival and never used for development: it is the
+generalization number (0.959 recall, 82/90 PII-free unchanged: most changes are the companies' own product names).
 Scored on the output text with the leak rule of core/pii_leak_score.py, with the CLI's default settings."""
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def cli_anonymizer():
     ("pii_heldout_independent_3.jsonl", 0.93, 0.97),  # measured 0.952, 79/80 (an order id is replaced)
     ("pii_heldout_independent_4.jsonl", 0.95, 0.97),  # measured 0.967, 89/90 (an order id is replaced)
     ("pii_heldout_independent_5.jsonl", 0.95, 0.98),  # measured 0.966, 109/110 (an order id in a CSV row)
+    ("pii_heldout_independent_6.jsonl", 0.94, 0.88),  # unseen: measured 0.959, 82/90
 ])
 def test_recall_on_sets_written_without_the_detector_in_view(cli_anonymizer, name, min_recall, min_clean):
     r = leak_recall(cli_anonymizer, read_jsonl(DATA / name))
