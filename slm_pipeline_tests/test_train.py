@@ -9,13 +9,13 @@ from safetensors.torch import load_file
 
 from slm_pipeline.config import TrainConfig
 from slm_pipeline.core.train import (
-    planned_epochs,
     IGNORE_INDEX,
     TrainingError,
     _collate,
     build_model,
     labeled_token_loss,
     pack,
+    planned_epochs,
     tokenize_chat,
     train_adapter,
 )

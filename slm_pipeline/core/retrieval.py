@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .chunking import Chunk
+from .progress import Progress
 
 os.environ.setdefault("LANCE_LOG", "error")  # lance logs a WARN for every new table
 
@@ -93,13 +94,11 @@ def build_index(chunks: list[Chunk], embedder, out_dir: Path, settings: dict, pr
     t0 = time.perf_counter()
     vectors = []
     step = 64
+    shown = Progress(len(chunks), progress, "embedded", every_s=0, unit="chunks")
     for i in range(0, len(chunks), step):
-        vectors.append(embedder.embed([_embed_text(c) for c in chunks[i:i + step]]))
-        if progress:
-            done = min(i + step, len(chunks))
-            el = time.perf_counter() - t0
-            progress(f"embedded {done}/{len(chunks)} chunks ({100 * done / len(chunks):.0f}%), "
-                     f"ETA {el / done * (len(chunks) - done):.0f}s")
+        batch = chunks[i:i + step]
+        vectors.append(embedder.embed([_embed_text(c) for c in batch]))
+        shown.step(len(batch))
     import torch
 
     matrix = torch.cat(vectors).numpy().astype("float32")

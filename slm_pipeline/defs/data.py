@@ -6,7 +6,6 @@ outputs go, log progress and attach metadata.
 
 
 import json
-import time
 
 import dagster as dg
 
@@ -15,6 +14,7 @@ from ..core.artifacts import read_jsonl, write_jsonl
 from ..core.corpus import load_corpus, preview_markdown
 from ..core.pairs import build_pairs, token_length_histogram_markdown, validate_sample
 from ..core.policy import load_gold, load_policy
+from ..core.progress import Progress
 from ..core.teacher import teacher_settings
 from .handles import AnonymizedCorpus, BaseModel, InstructionPairs, RawCorpus, RetrievalIndex
 from .resources import AnonymizeOverrides, PipelineSettings, md_table, numbers
@@ -94,14 +94,8 @@ def anonymized_corpus(
     cfg = stage.cfg
     records = read_jsonl(raw_corpus.records)
     anonymizer = pipeline_anonymizer(cfg)  # the policy's company name is never PII
-    t0 = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        el = time.perf_counter() - t0
-        eta = el / done * (total - done) if done else 0.0
-        context.log.info(f"anonymized {done}/{total} records ({100 * done / max(total, 1):.0f}%), ETA {eta:.0f}s")
-
-    clean, report = anonymizer.anonymize_records(records, progress=progress)
+    shown = Progress(len(records), context.log.info, "anonymized", every_s=0, unit="records")
+    clean, report = anonymizer.anonymize_records(records, progress=lambda done, _total: shown.step(done - shown.done))
     with stage.folder(content=["records.jsonl"], raw_corpus=raw_corpus.version,
                       config=cfg.anonymize.model_dump()) as f:
         write_jsonl(f.tmp / "records.jsonl", clean)
