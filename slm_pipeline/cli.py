@@ -97,6 +97,9 @@ def cmd_anonymize(args) -> int:
     cfg = load_config(args.config)
     stats = anonymize_jsonl(Path(args.input), Path(args.output), anonymizer=pipeline_anonymizer(cfg))
     print(json.dumps(stats, indent=2, default=str) if stats else f"wrote {args.output}")
+    if stats.get("corpus_terms"):
+        print("kept as this corpus's own brand words: " + ", ".join(stats["corpus_terms"]) + " (if one of them is "
+              "a person's name, set anonymize.discover_terms: false)", file=sys.stderr)
     if stats.get("leaks"):
         print(f"\n{format_leaks(stats['leaks'])}\n{args.output} still contains them.", file=sys.stderr)
         return 1

@@ -103,6 +103,11 @@ class AnonymizeConfig(_Section):
         "people (product and trade vocabulary: 'Day Pass', 'Dock', 'Helmet'): YAML keys common_words, head_nouns. "
         "Relative to the config file; empty = the built-in generic word lists only.",
     )
+    discover_terms: bool = Field(
+        True, description="Treat capitalized words that the name lists do not know, that recur in 5+ records (2 with "
+        "a product noun after one of them) and are never used like a name (title, greeting, given name, initial, "
+        "sign-off) as the corpus's own brand words, never PII. Listed in the report; false = only `allow`.",
+    )
     keep_non_public_ips: bool = Field(
         True, description="Keep loopback, unspecified (0.0.0.0, ::), private, link-local, multicast and "
         "documentation IPs (RFC 5737, RFC 3849): they identify nobody. Public IPs are always replaced.",

@@ -352,3 +352,41 @@ def test_company_docs_rules_leave_people_alone(anon, text, gone):
     out = anon.anonymize_texts([text])[0]
     for value in gone:
         assert value not in out, out
+
+
+_BRAND_RECORDS = ["Your monthly Torvane bill is issued on the 1st.", "DNS: the router uses Torvane's resolvers by default.",
+                  "Torvane Fiber is now available in three new neighbourhoods.", "Data on all Torvane home plans is unlimited.",
+                  "Restart the Torvane router if the light is red."]
+
+
+def test_brand_word_recurring_across_the_corpus_is_kept_and_reported(anon):
+    off = Anonymizer(anon.cfg.model_copy(update={"discover_terms": False}), anon.analyzer)
+    assert sum(o != t for o, t in zip(off.anonymize_texts(_BRAND_RECORDS), _BRAND_RECORDS, strict=True)) >= 2
+    out, report = anon.anonymize_records([{"id": str(i), "text": t} for i, t in enumerate(_BRAND_RECORDS)])
+    assert [r["text"] for r in out] == _BRAND_RECORDS
+    assert report.corpus_terms == {"Torvane": 5}
+
+
+@pytest.mark.parametrize("usage", ["Ms. Oyelaran called back.", "cc: Paraskevi Oyelaran, Tomasz Wrona",
+                                   "Founders: Kónya, Oyelaran and Vasquez.", "Signed: T. Oyelaran"])
+def test_recurring_word_used_like_a_name_once_stays_a_name(anon, usage):
+    texts = ["Oyelaran wants a refund.", "Refund for Oyelaran approved.", "Oyelaran emailed again about it.",
+             "I spoke with Oyelaran yesterday.", "Oyelaran will collect it.", usage]
+    off = Anonymizer(anon.cfg.model_copy(update={"discover_terms": False}), anon.analyzer).anonymize_texts(texts)
+    assert anon.anonymize_texts(texts) == off
+    assert "Oyelaran" not in off[-1]
+    assert "Oyelaran" not in anon.anonymize_records([{"id": str(i), "text": t} for i, t in enumerate(texts)])[1].corpus_terms
+
+
+def test_a_name_the_corpus_calls_a_bot_is_kept_unless_someone_greets_it(anon):
+    bot = ["Ask Wynne, our chat assistant, about your plan.", "Wynne can now answer billing questions."]
+    assert anon.anonymize_texts(bot) == bot
+    greeted = anon.anonymize_texts([*bot, "Hi Wynne, thanks for the help!"])
+    assert not any("Wynne" in t for t in greeted)
+
+
+def test_words_after_an_allowed_brand_are_its_product_not_a_person(anon):
+    text = "New this week: Kiko Miso Salmon Bowl, ready in 15 minutes."
+    assert Anonymizer(anon.cfg, anon.analyzer, allow=["Kiko"]).anonymize_texts([text]) == [text]
+    assert Anonymizer(anon.cfg, anon.analyzer, allow=["Kiko"]).anonymize_texts(
+        ["Kiko Maria Lopez ordered two bowls."])[0] != "Kiko Maria Lopez ordered two bowls."

@@ -9,8 +9,13 @@ FAQs, release notes and configs for invented products) measured 0.966 recall and
 arrived, before the third precision pass was written against it. All five are development sets for general rules
 now (issue 14: no name, street, product or word of theirs is in any list), so these floors guard against
 regressions; they do not measure generalization. `pii_heldout_independent_6.jsonl` (author 6, 160 records from
-three companies' help centers and inboxes) was measured on arrival and never used for development: it is the
-generalization number (0.959 recall, 82/90 PII-free unchanged: most changes are the companies' own product names).
+three companies' help centers and inboxes) measured 0.959 recall and 82/90 PII-free unchanged on arrival; 7 of its 8
+changes were the companies' own brand names, which led to corpus brand-word discovery (anonymize/corpus_terms.py).
+`pii_heldout_independent_7.jsonl` and `_8.jsonl` (authors 7 and 8, 200 records each, 120 PII-free, six invented
+companies each) were asked for deliberately hard PII-free text: products, assistants and places named like people
+("Otto sent me a notification", "Pippa offline", "Milo 16\" ships"). On arrival, before discovery: 0.925 / 0.973
+recall, 94/120 and 95/120 unchanged; set 7 then guided discovery (0.825 unchanged), set 8 was measured once after it
+(0.808, recall unchanged). Products named with a given name stay replaced unless the user allows them.
 Scored on the output text with the leak rule of core/pii_leak_score.py, with the CLI's default settings."""
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ def cli_anonymizer():
     ("pii_heldout_independent_3.jsonl", 0.93, 0.97),  # measured 0.952, 79/80 (an order id is replaced)
     ("pii_heldout_independent_4.jsonl", 0.95, 0.97),  # measured 0.967, 89/90 (an order id is replaced)
     ("pii_heldout_independent_5.jsonl", 0.95, 0.98),  # measured 0.966, 109/110 (an order id in a CSV row)
-    ("pii_heldout_independent_6.jsonl", 0.94, 0.88),  # unseen: measured 0.959, 82/90
+    ("pii_heldout_independent_6.jsonl", 0.94, 0.95),  # 0.959, 87/90 (82/90 before brand-word discovery)
+    ("pii_heldout_independent_7.jsonl", 0.91, 0.82),  # 0.925, 99/120 (94/120 before)
+    ("pii_heldout_independent_8.jsonl", 0.96, 0.80),  # 0.973, 97/120 (95/120 before)
 ])
 def test_recall_on_sets_written_without_the_detector_in_view(cli_anonymizer, name, min_recall, min_clean):
     r = leak_recall(cli_anonymizer, read_jsonl(DATA / name))

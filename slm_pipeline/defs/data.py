@@ -104,6 +104,9 @@ def anonymized_corpus(
         f"{report.n_texts} texts, {sum(report.entity_counts.values())} PII spans replaced "
         f"({report.texts_per_second:.1f} texts/s), leaks after verification: {len(report.leaks)}"
     )
+    if report.corpus_terms:
+        context.log.info("kept as the corpus's own brand words (anonymize.discover_terms): "
+                         + ", ".join(f"{w} ({n} records)" for w, n in report.corpus_terms.items()))
     return stage.output(
         AnonymizedCorpus(f.dir, f.version),
         {
@@ -113,6 +116,7 @@ def anonymized_corpus(
             "texts_per_second": float(report.texts_per_second),
             **numbers("pii_", dict(report.entity_counts)),
             "entity_counts": dg.MetadataValue.json(dict(report.entity_counts)),
+            "brand_words_kept": dg.MetadataValue.json(dict(report.corpus_terms)),
             "examples": md_table([{"anonymized example": e} for e in report.examples[:8]]),
         },
     )

@@ -18,6 +18,7 @@ from slm_pipeline.config import AnonymizeConfig
 from slm_pipeline.core.anonymize.allow import AllowList, _drop_non_pii
 from slm_pipeline.core.anonymize.analyzer import _NER_ENTITIES, build_analyzer
 from slm_pipeline.core.anonymize.common import LANG, log
+from slm_pipeline.core.anonymize.corpus_terms import discover_terms
 from slm_pipeline.core.anonymize.findings import Finding, _propagate, _resolve
 from slm_pipeline.core.anonymize.lexicons import _lexicon, _norm_word, activate, use_vocabulary
 from slm_pipeline.core.anonymize.pseudonyms import _apply, _PseudonymMap
@@ -30,6 +31,7 @@ from slm_pipeline.core.anonymize.verification import (
     find_leaks,
     format_leaks,
     load_canaries,
+    record_texts,
 )
 from slm_pipeline.core.artifacts import write_jsonl
 
@@ -80,6 +82,7 @@ class Anonymizer:
         self.cfg = cfg or AnonymizeConfig()
         self._allow_entries = [*getattr(self.cfg, "allow", []), *allow]
         self.allow = AllowList(self._allow_entries)
+        self._corpus_allow = self.allow  # + the brand words of the corpus being anonymized (_learn_corpus_terms)
         self._vocabulary = use_vocabulary(getattr(self.cfg, "vocabulary_file", None))
         self.analyzer = analyzer or build_analyzer(self.cfg)
         self.entities = list(self.cfg.entities)
@@ -155,23 +158,33 @@ class Anonymizer:
         return out
 
     def analyze_texts(self, texts: list[str]) -> list[list[Finding]]:
-        """Findings per text (overlaps merged; repeated values found again within the same text)."""
+        """Findings per text (overlaps merged; repeated values found again within the same text); the texts are
+        one corpus for brand-word discovery (corpus_terms.py)."""
         texts = list(texts)
+        self._learn_corpus_terms(texts)
         raw = self._analyze_raw(texts)
         return [self._finish([t], [fs])[0] for t, fs in zip(texts, raw, strict=False)]
 
+    def _learn_corpus_terms(self, texts: list[str]) -> dict[str, int]:
+        """Brand words of this corpus (anonymize.discover_terms) join the allow-list until the next corpus."""
+        activate(self._vocabulary)
+        terms = discover_terms(texts) if getattr(self.cfg, "discover_terms", True) else {}
+        self._corpus_allow = AllowList([*self._allow_entries, *terms]) if terms else self.allow
+        return terms
+
     def _finish(self, texts: list[str], per_text: list[list[Finding]]) -> list[list[Finding]]:
         keep_ips = getattr(self.cfg, "keep_non_public_ips", True)
+        allow = self._corpus_allow
         activate(self._vocabulary)
         # drop technical/brand shapes, grow address blocks, add names coordinated with a detected person
         per_text = [_drop_non_pii(t, fs, keep_ips) for t, fs in zip(texts, per_text, strict=False)]
         # (allowed terms go first too, so no name is coordinated with an allowed product)
-        per_text = [self.allow.apply(t, coordinated_names(t, self.allow.apply(t, extend_address_blocks(t, fs))))
+        per_text = [allow.apply(t, coordinated_names(t, allow.apply(t, extend_address_blocks(t, fs))))
                     for t, fs in zip(texts, per_text, strict=False)]
         resolved = [_resolve(t, fs) for t, fs in zip(texts, per_text, strict=False)]
         if getattr(self.cfg, "propagate", True):
             resolved = _propagate(texts, resolved, self._lex)
-            resolved = [_resolve(t, self.allow.apply(t, fs)) for t, fs in zip(texts, resolved, strict=False)]
+            resolved = [_resolve(t, allow.apply(t, fs)) for t, fs in zip(texts, resolved, strict=False)]
         return resolved
 
     # -- replacement ------------------------------------------------------------------------------------
@@ -201,6 +214,8 @@ class Anonymizer:
         total = len(records)
         canaries = load_canaries(self.cfg.canaries_file)
         report = AnonymizationReport(n_records=total, n_canaries=len(canaries))
+        report.corpus_terms = self._learn_corpus_terms([t for rec in records if isinstance(rec, dict)
+                                                        for t in record_texts(rec)])
         counts: Counter = Counter()
         out_records: list[dict] = []
         chunk = max(self.cfg.batch_size * 4, 64)

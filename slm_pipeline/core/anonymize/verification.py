@@ -181,6 +181,7 @@ class AnonymizationReport:
     leaks: list[dict] = field(default_factory=list)  # [{record_id, type}] only, never raw values
     n_values_checked: int = 0
     n_canaries: int = 0
+    corpus_terms: dict[str, int] = field(default_factory=dict)  # discovered brand words -> records (corpus_terms.py)
 
     @property
     def leak_counts(self) -> dict[str, int]:
