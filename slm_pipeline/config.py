@@ -126,6 +126,11 @@ class PairsConfig(_Section):
     eval_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="Share of samples held out for eval loss.")
     include_docs: bool = Field(True, description="Build pairs from knowledge-base sections.")
     include_chats: bool = Field(True, description="Build multi-turn samples from support chat transcripts.")
+    doc_chunk_pairs: bool = Field(
+        True, description="A pair per document chunk answered with the whole chunk. Off: documents train only "
+        "through their fact pairs (short answers) and teacher pairs; every chunk still reaches the model through "
+        "retrieval.",
+    )
     doc_fact_questions: int = Field(
         2, ge=0, le=10, description="Besides the pair per document chunk, up to this many short pairs per chunk for "
         "single facts it states (a defined setting, 'To do X, ...', 'If X, ...', 'X is a ...', a default value), "

@@ -321,3 +321,7 @@ def test_chunks_with_several_facts_give_several_short_pairs():
     assert ids[0] == "d.md#s0" and {"d.md#s0.f0", "d.md#s0.f1", "d.md#s0.f2"} <= set(ids)
     assert res.report["doc_fact_pairs_kept"] >= 3 and res.spans["d.md#s0.f1"] == res.spans["d.md#s0"]
     assert doc_question("LoopBike", "Docks", ["Linux", "How to Set Up a Dock"], "k3") == "How do I set up a dock?"
+    # doc_chunk_pairs off: the facts train, the whole-chunk answer does not
+    ids = [s["id"] for s in build_pairs([doc], POLICY, [], cfg(include_refusals=False, doc_fact_questions=3,
+                                                                doc_chunk_pairs=False)).samples]
+    assert "d.md#s0" not in ids and {"d.md#s0.f0", "d.md#s0.f1", "d.md#s0.f2"} <= set(ids)

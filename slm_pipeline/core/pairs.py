@@ -225,7 +225,8 @@ def _candidates(records: list[dict], policy: Policy, cfg: PairsConfig, teacher: 
                 if not prose(c.text).strip():  # a piece of a long code block: no answer to a question
                     drop(sample, "code_only", "a chunk of code without prose; it stays in the retrieval index")
                     continue
-                out.append(sample)
+                if cfg.doc_chunk_pairs:
+                    out.append(sample)
                 for j, (q, a) in enumerate(fact_questions(c.text, c.title, path, policy.company, cfg.doc_fact_questions)):
                     out.append(_sample(f"{sid}.f{j}", "doc", _qa(q, a), policy))
                     spans[f"{sid}.f{j}"] = spans[sid]
