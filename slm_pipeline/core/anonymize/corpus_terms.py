@@ -2,10 +2,11 @@
 
 spaCy's small model calls an unfamiliar capitalized word a PERSON ("Your monthly Lumenet bill", "Kite 5G vs
 Lumaro Go"), and inside one sentence nothing tells a coined brand from a foreign surname. Across a corpus it
-does: a company's own product names recur in many records and are never used the way people are (no title, no
-greeting, no given name in front, no initial after, no sign-off), while a person's name that recurs is, sooner
-or later, used that way. So, before detection, every capitalized word that the name lists do not know (class "U")
-and that recurs in several records with no person usage anywhere in the corpus is allowed like an
+does: a company's own product names recur in many records and are never used the way people are (no title,
+greeting or role noun in front, no initial, no other name-like word next to them, no sign-off), while a person's
+name that recurs is, sooner or later, used that way. So, before detection, every capitalized word that the name
+lists do not know (class "U") and that recurs in 5+ records (2 with a product noun) with no person usage anywhere
+in the corpus is allowed like an
 `anonymize.allow` term for that corpus (reported, so a user sees and can override it with
 `anonymize.discover_terms: false` plus their own allow-list).
 
@@ -20,29 +21,28 @@ from collections.abc import Iterable
 
 import regex as re
 
-from slm_pipeline.core.anonymize.lexicons import _lexicon
+from slm_pipeline.core.anonymize.lexicons import _lexicon, _words
 from slm_pipeline.core.anonymize.products import product_words
 from slm_pipeline.core.anonymize.recognizers.names import _token_class
 
 __all__ = ["discover_terms"]
 
 _CAP_WORD = re.compile(r"(?<![\w\-@./])([\p{Lu}][\p{Ll}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*)(?![\w@]|[\-.][\w])")
-# what comes right before a person's name and never before a brand
-_TITLE_BEFORE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta|Dña|Don|"
-                           r"Fr|Rev|Capt|Officer|Nurse|Auntie|Uncle)\.?[ \t]+)$")
-_PERSON_CUE_BEFORE = re.compile(
-    r"(?i:\b(?:hi|hello|hey|dear|thanks|thank[ \t]+you|cheers|regards|sincerely|bye|welcome|congratulations|"
-    r"good[ \t]+(?:morning|afternoon|evening)|i['’]?m|i[ \t]+am|this[ \t]+is|my[ \t]+name[ \t]+is|name[ \t]*:|"
-    r"named|called|signed|attn\.?:?|c/o|per)[,!:]?[ \t]+|"
-    # a role in front of a name ("our technician Ana"); not a chat's speaker label ("customer: Iris told me")
-    r"\b(?:mother|father|wife|husband|son|daughter|brother|sister|friend|colleague|neighbou?r|tenant|landlord|"
-    r"patient|customer|client|caller|agent|advisor|technician|driver|courier|manager|nurse|doctor|vet|owner|"
-    r"applicant|student|employee)[ \t]+)$")
+
+
+def _phrases(key: str) -> str:
+    """A lexicon.yaml list as a regex alternation; a space in a phrase matches any run of blanks."""
+    return "|".join(re.escape(p).replace(r"\ ", r"[ \t]+") for p in sorted(_words(key), key=len, reverse=True))
+
+
+# what comes right before a person's name and never before a brand (word lists: data/lexicon.yaml)
+_TITLE_BEFORE = re.compile(rf"\b(?:{_phrases('titles')}|Officer|Nurse|Auntie|Uncle)\.?[ \t]+$")
+_PERSON_CUE_BEFORE = re.compile(rf"(?i:(?<!\w)(?:{_phrases('person_cues')})[,!:]?[ \t]+|"
+                                rf"\b(?:{_phrases('person_roles')})[ \t]+)$")
 _SIGN_OFF_BEFORE = re.compile(r"(?m:^[ \t]*(?:—|–|-{1,2}|~)[ \t]*)$")
-# "Ask Hazel, our VetLink chat assistant", "the booking bot Rosa": software that answers, whatever its name
-_BOT = r"(?:chat[ \t]*bot|bot|(?:virtual|chat|ai|digital|voice|booking|support|help)[ \t]+assistant|mascot)"
-_BOT_AFTER = re.compile(rf"(?i:,[ \t]+(?:our|the|your|a)[ \t]+(?:[\w\-]+[ \t]+){{0,2}}?{_BOT}\b)")
-_BOT_BEFORE = re.compile(rf"(?i:\b{_BOT}[ \t]+(?:called[ \t]+|named[ \t]+)?)$")
+_BOT = _phrases("bot_nouns")
+_BOT_AFTER = re.compile(rf"(?i:,[ \t]+(?:our|the|your|a)[ \t]+(?:[\w\-]+[ \t]+){{0,2}}?(?:{_BOT})\b)")
+_BOT_BEFORE = re.compile(rf"(?i:\b(?:{_BOT})[ \t]+(?:called[ \t]+|named[ \t]+)?)$")
 _POSSESSIVE = re.compile(r"['’]s$")
 _INITIAL_AFTER = re.compile(r"[ \t]+(?:\p{Lu}\.[ \t]*)+")
 _INITIAL_BEFORE = re.compile(r"\b\p{Lu}\.[ \t]*$")
