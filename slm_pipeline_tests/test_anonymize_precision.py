@@ -388,5 +388,5 @@ def test_a_name_the_corpus_calls_a_bot_is_kept_unless_someone_greets_it(anon):
 def test_words_after_an_allowed_brand_are_its_product_not_a_person(anon):
     text = "New this week: Kiko Miso Salmon Bowl, ready in 15 minutes."
     assert Anonymizer(anon.cfg, anon.analyzer, allow=["Kiko"]).anonymize_texts([text]) == [text]
-    assert Anonymizer(anon.cfg, anon.analyzer, allow=["Kiko"]).anonymize_texts(
-        ["Kiko Maria Lopez ordered two bowls."])[0] != "Kiko Maria Lopez ordered two bowls."
+    for person in ("Kiko Maria Lopez ordered two bowls.", "Kiko Okafor ordered two bowls."):
+        assert Anonymizer(anon.cfg, anon.analyzer, allow=["Kiko"]).anonymize_texts([person])[0] != person

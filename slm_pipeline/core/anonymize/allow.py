@@ -65,19 +65,19 @@ class AllowList:
                 if (s, e) != (f.start, f.end):
                     if _lone_non_name(text[s:e]):
                         continue  # "Ubuntu Syncthing" with "Syncthing" allowed: "Ubuntu" alone is no name
-                    if s > f.start and not _has_given_name(text[s:e]):
-                        continue  # "Kiko Miso Salmon" with "Kiko" allowed: words after a brand name its product
+                    if s > f.start and not _has_name(text[s:e]):
+                        continue  # "Kiko Miso Salmon", "Kiko" allowed: words after a brand, no known name, are its product
                     f = Finding(f.entity_type, s, e, f.score, text[s:e], f.source)
             out.append(f)
         return out
 
 
-def _has_given_name(span: str) -> bool:
+def _has_name(span: str) -> bool:
     from slm_pipeline.core.anonymize.lexicons import _lexicon
     from slm_pipeline.core.anonymize.recognizers.names import _token_class
 
     lex = _lexicon()
-    return any(_token_class(w, lex) == "F" for w in span.split())
+    return any(_token_class(w, lex) in ("F", "L") for w in span.split())
 
 
 def _lone_non_name(word: str) -> bool:
