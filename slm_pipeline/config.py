@@ -105,8 +105,9 @@ class AnonymizeConfig(_Section):
     )
     discover_terms: bool = Field(
         True, description="Treat capitalized words that the name lists do not know, that recur in 5+ records (2 with "
-        "a product noun after one of them) and are never used like a name (title, greeting, given name, initial, "
-        "sign-off) as the corpus's own brand words, never PII. Listed in the report; false = only `allow`.",
+        "a product noun after one of them) and are never used like a name (title, greeting, role noun, initial, "
+        "another name-like word next to them, sign-off), or that the corpus calls a bot, as the corpus's own brand "
+        "words, never PII. Listed in the report; false = only `allow`.",
     )
     keep_non_public_ips: bool = Field(
         True, description="Keep loopback, unspecified (0.0.0.0, ::), private, link-local, multicast and "

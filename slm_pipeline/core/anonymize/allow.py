@@ -81,10 +81,7 @@ def _has_name(span: str) -> bool:
 
 
 def _lone_non_name(word: str) -> bool:
-    from slm_pipeline.core.anonymize.lexicons import _lexicon
-    from slm_pipeline.core.anonymize.recognizers.names import _token_class
-
-    return " " not in word.strip() and _token_class(word.strip(), _lexicon()) not in ("F", "L")
+    return " " not in word.strip() and not _has_name(word)
 
 
 def _drop_non_pii(text: str, findings: list[Finding], keep_non_public_ips: bool) -> list[Finding]:

@@ -6,9 +6,8 @@ does: a company's own product names recur in many records and are never used the
 greeting or role noun in front, no initial, no other name-like word next to them, no sign-off), while a person's
 name that recurs is, sooner or later, used that way. So, before detection, every capitalized word that the name
 lists do not know (class "U") and that recurs in 5+ records (2 with a product noun) with no person usage anywhere
-in the corpus is allowed like an
-`anonymize.allow` term for that corpus (reported, so a user sees and can override it with
-`anonymize.discover_terms: false` plus their own allow-list).
+in the corpus is allowed like an `anonymize.allow` term for that corpus (reported, so a user sees and can
+override it with `anonymize.discover_terms: false` plus their own allow-list).
 
 Known given names and surnames qualify only when the corpus itself calls them a bot or assistant ("Ask Hazel,
 our chat assistant", "the booking bot Rosa"); otherwise a product called "Otto" stays replaced unless the user
@@ -36,7 +35,7 @@ def _phrases(key: str) -> str:
 
 
 # what comes right before a person's name and never before a brand (word lists: data/lexicon.yaml)
-_TITLE_BEFORE = re.compile(rf"\b(?:{_phrases('titles')}|Officer|Nurse|Auntie|Uncle)\.?[ \t]+$")
+_TITLE_BEFORE = re.compile(rf"\b(?:{_phrases('titles')}|{_phrases('extra_titles')})\.?[ \t]+$")
 _PERSON_CUE_BEFORE = re.compile(rf"(?i:(?<!\w)(?:{_phrases('person_cues')})[,!:]?[ \t]+|"
                                 rf"\b(?:{_phrases('person_roles')})[ \t]+)$")
 _SIGN_OFF_BEFORE = re.compile(r"(?m:^[ \t]*(?:—|–|-{1,2}|~)[ \t]*)$")
@@ -78,15 +77,12 @@ def discover_terms(texts: Iterable[str], min_records: int = 5) -> dict[str, int]
     product: set[str] = set()
     person: set[str] = set()  # used like a person's name somewhere in the corpus
     bots: set[str] = set()
-    klass: dict[str, str] = {}
     for text in texts:
         seen = set()
         for m in _CAP_WORD.finditer(text):
             s = m.start(1)
             word = _POSSESSIVE.sub("", m.group(1))
-            if word not in klass:
-                klass[word] = _token_class(word, lex)
-            if klass[word] not in ("U", "F", "A", "L"):
+            if _token_class(word, lex) not in ("U", "F", "A", "L"):  # (lru-cached per word)
                 continue
             if word not in seen:
                 seen.add(word)
@@ -98,4 +94,4 @@ def discover_terms(texts: Iterable[str], min_records: int = 5) -> dict[str, int]
         if seen:
             product |= seen & product_words(text)
     return {w: n for w, n in sorted(records.items()) if w not in person and (
-        w in bots or (klass[w] == "U" and (n >= min_records or (n >= 2 and w in product))))}
+        w in bots or (_token_class(w, lex) == "U" and (n >= min_records or (n >= 2 and w in product))))}

@@ -82,7 +82,6 @@ class Anonymizer:
         self.cfg = cfg or AnonymizeConfig()
         self._allow_entries = [*getattr(self.cfg, "allow", []), *allow]
         self.allow = AllowList(self._allow_entries)
-        self._corpus_allow = self.allow  # + the brand words of the corpus being anonymized (_learn_corpus_terms)
         self._vocabulary = use_vocabulary(getattr(self.cfg, "vocabulary_file", None))
         self.analyzer = analyzer or build_analyzer(self.cfg)
         self.entities = list(self.cfg.entities)
@@ -161,20 +160,19 @@ class Anonymizer:
         """Findings per text (overlaps merged; repeated values found again within the same text); the texts are
         one corpus for brand-word discovery (corpus_terms.py)."""
         texts = list(texts)
-        self._learn_corpus_terms(texts)
+        allow, _ = self._corpus_allow(texts)
         raw = self._analyze_raw(texts)
-        return [self._finish([t], [fs])[0] for t, fs in zip(texts, raw, strict=False)]
+        return [self._finish([t], [fs], allow)[0] for t, fs in zip(texts, raw, strict=False)]
 
-    def _learn_corpus_terms(self, texts: list[str]) -> dict[str, int]:
-        """Brand words of this corpus (anonymize.discover_terms) join the allow-list until the next corpus."""
+    def _corpus_allow(self, texts: list[str]) -> tuple[AllowList, dict[str, int]]:
+        """The allow-list for this corpus: the configured one plus its brand words (anonymize.discover_terms),
+        and those words with the records they occur in."""
         activate(self._vocabulary)
         terms = discover_terms(texts) if getattr(self.cfg, "discover_terms", True) else {}
-        self._corpus_allow = AllowList([*self._allow_entries, *terms]) if terms else self.allow
-        return terms
+        return (AllowList([*self._allow_entries, *terms]) if terms else self.allow), terms
 
-    def _finish(self, texts: list[str], per_text: list[list[Finding]]) -> list[list[Finding]]:
+    def _finish(self, texts: list[str], per_text: list[list[Finding]], allow: AllowList) -> list[list[Finding]]:
         keep_ips = getattr(self.cfg, "keep_non_public_ips", True)
-        allow = self._corpus_allow
         activate(self._vocabulary)
         # drop technical/brand shapes, grow address blocks, add names coordinated with a detected person
         per_text = [_drop_non_pii(t, fs, keep_ips) for t, fs in zip(texts, per_text, strict=False)]
@@ -214,8 +212,8 @@ class Anonymizer:
         total = len(records)
         canaries = load_canaries(self.cfg.canaries_file)
         report = AnonymizationReport(n_records=total, n_canaries=len(canaries))
-        report.corpus_terms = self._learn_corpus_terms([t for rec in records if isinstance(rec, dict)
-                                                        for t in record_texts(rec)])
+        allow, report.corpus_terms = self._corpus_allow([t for rec in records if isinstance(rec, dict)
+                                                         for t in record_texts(rec)])
         counts: Counter = Counter()
         out_records: list[dict] = []
         chunk = max(self.cfg.batch_size * 4, 64)
@@ -245,7 +243,7 @@ class Anonymizer:
                 new = json.loads(json.dumps(rec, ensure_ascii=False, default=str))  # deep copy, JSON-safe
                 ks = by_rec.get(ri, [])
                 rtexts = [texts[k] for k in ks]
-                found = self._finish(rtexts, [raw[k] for k in ks])
+                found = self._finish(rtexts, [raw[k] for k in ks], allow)
                 rid = str(rec.get("id", b0 + ri))
                 raw_values = [(f.entity_type, f.text, f.source) for fs in found for f in fs]
                 where = {"file": rec.get("source"), "line": rec.get("line")}
