@@ -107,18 +107,19 @@ def cmd_anonymize(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    """Minimal terminal chat with a model folder (merged model or base), using the policy system prompt."""
-    import torch
-
+    """Minimal terminal chat with a model folder (merged model or base) or GGUF file, answering as `serve` does:
+    the policy system prompt, retrieved excerpts, no refusal start for in-scope questions, copy-biased decoding."""
+    from .core.engines import load_engine
     from .core.grounding import load_grounder
-    from .core.models import load_for_inference, load_tokenizer
     from .core.policy import load_policy
 
     cfg = load_config(args.config, {"retrieval": {"enabled": False}} if args.no_retrieval else None)
     system = load_policy(cfg.path(cfg.policy_file)).system_prompt
     grounder = load_grounder(cfg, args.index)
-    tok = load_tokenizer(Path(args.model))
-    model = load_for_inference(Path(args.model), runtime=args.runtime or cfg.serve.runtime)
+    engine = load_engine(Path(args.model), system, args.runtime or cfg.serve.runtime)
+    if grounder is not None:
+        engine.refusal_start = engine.start_ids(grounder.refusal_text)
+        engine.copy_bias = cfg.retrieval.copy_bias
     messages = [{"role": "system", "content": system}]
     print("Type a question (empty line to quit).")
     while (q := input("> ").strip()):
@@ -127,11 +128,9 @@ def cmd_chat(args) -> int:
         if grounded is not None and grounded.refusal is not None:
             answer = grounded.refusal
         else:
-            prompt = grounded.messages if grounded else messages
-            enc = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-            with torch.no_grad():
-                out = model.generate(**enc.to(model.device), max_new_tokens=args.max_new_tokens, do_sample=False)
-            answer = tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+            answer = engine.generate(grounded.messages if grounded else messages, args.max_new_tokens,
+                                     suppress_start=engine.refusal_start if grounded and grounded.in_scope else None,
+                                     copy_from=grounded.excerpts() if grounded else None).text
         print(answer)
         if grounded is not None and grounded.hits:
             print("  sources: " + "; ".join(f"{h.chunk.label} ({h.score:.2f})" for h in grounded.hits))

@@ -265,6 +265,13 @@ class RetrievalConfig(_Section):
         "answer a question worded differently from the help center's. On the demo, with every other sample the "
         "same: 0.5 served 0.70 gold / 0.77 paraphrase key-fact accuracy, 0 served 0.62 / 0.63.",
     )
+    copy_bias: float = Field(
+        2.0, ge=0.0, le=100.0, description="Copy-biased decoding in `serve`, `chat` and eval's '+rag' variants: "
+        "this logit bonus goes to every token of the retrieved excerpts, so a small model states the excerpt's "
+        "numbers and words instead of half-remembered ones. On the demo (two trained models, same answers "
+        "otherwise) 0 -> 2 raised key-fact accuracy 0.68 -> 0.74 and 0.66 -> 0.74 on the gold set, 0.73 -> 0.83 "
+        "and 0.73 -> 0.93 on a paraphrased set. 0 turns it off; not applied by serve.upstream_url engines.",
+    )
 
 
 class TrainConfig(_Section):

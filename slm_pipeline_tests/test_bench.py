@@ -75,6 +75,8 @@ def test_bench_retrieval_on_tiny_index(tiny_model_dir, tiny_index, tmp_path):
     assert t["n"] == 2 and t["repeats"] == 2 and t["plain"]["ttft_ms_p50"] > 0 and t["context"]["ttft_ms_p50"] > 0
     assert t["context"]["prompt_tokens_mean"] > t["plain"]["prompt_tokens_mean"]
     assert t["prompt_tokens_ratio"] > 1 and t["ttft_p50_ratio"] > 0
+    assert t["copy_bias"]["ttft_ms_p50"] > 0 and t["copy_bias"]["bias"] == cfg.retrieval.copy_bias > 0
+    assert t["copy_bias_ttft_ratio"] > 0
 
     tr = res["training"]
     assert "error" not in tr, tr
@@ -88,7 +90,7 @@ def test_bench_retrieval_on_tiny_index(tiny_model_dir, tiny_index, tmp_path):
 
     md = markdown({"retrieval": res, "training": {"skipped": "by flag"}})
     rows = [line for line in md.splitlines() if line.startswith("| retrieval |")]
-    assert len(rows) == 7, md
+    assert len(rows) == 8, md
     assert "search ms/query p50" in md and "TTFT p50 ms" in md and "RAFT vs plain" in md
     assert "| retrieval | | by flag |" in markdown({"retrieval": {"skipped": "by flag"}})
 

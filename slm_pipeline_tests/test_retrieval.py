@@ -327,6 +327,56 @@ def test_refusal_calibration_by_retrieval_score(tiny_index, tiny_model_dir):
     assert (b_blocked.text, b_blocked.new_tokens) != (b_free.text, b_free.new_tokens) or b_free.new_tokens == 0
 
 
+def test_copy_bias_makes_the_answer_use_the_retrieved_excerpts_tokens(tiny_index, tiny_model_dir):
+    """Copy-biased decoding (retrieval.copy_bias): a grounded request's excerpts are its retrieved chunks; with a
+    large bias every generated token is one of the copy text's tokens, in serve's engine and in eval's batched
+    generation alike; rows without a copy text are unbiased."""
+    from slm_pipeline.core.engines import ChatEngine
+    from slm_pipeline.core.generation import copy_token_ids, generate_batch
+
+    index = open_index(tiny_index, RetrievalConfig(k=2))
+    grounder = Grounder(index, POLICY.system_prompt, POLICY.company, POLICY.refusal, min_score=0.25)
+    on = grounder.ground([{"role": "user", "content": "How much does a Day Pass cost?"}])
+    excerpts = on.excerpts()
+    assert "€4.50" in excerpts and on.hits[0].chunk.title in excerpts
+    assert grounder.ground([{"role": "user", "content": "Who painted the Mona Lisa?"}]).excerpts() is None
+
+    engine = ChatEngine(tiny_model_dir, POLICY.system_prompt)
+    enc = engine.encode(on.messages, 8)
+    n = enc["input_ids"].shape[1]
+
+    def new_ids(copy_from):
+        out = engine.model.generate(**engine._generate_kwargs(enc, 8, 0.0, None, None, None, None, copy_from))
+        return out[0, n:].tolist()
+
+    # Words a random model would not pick by itself, so that the bias alone explains what it writes.
+    words = "Zebra quartz voyage"
+    allowed = set(copy_token_ids(engine.tokenizer, words)) | engine.eos_ids
+    unbiased = new_ids(None)
+    assert set(unbiased) - allowed and new_ids(words) == unbiased  # copy_bias 0 (the default): no bias at all
+    engine.copy_bias = 50.0
+    biased = new_ids(words)
+    assert biased and not set(biased) - allowed
+    assert engine.generate(on.messages, 8, copy_from=words).text == engine.tokenizer.decode(
+        biased, skip_special_tokens=True).strip()
+    question, system = on.messages[1]["content"], on.messages[0]["content"]
+    rows = generate_batch(engine.model, engine.tokenizer, [question, question], system, 8,
+                          copy_texts=[words, None], copy_bias=50.0)
+    assert rows[0].text == engine.generate(on.messages, 8, copy_from=words).text
+    assert rows[1].text == engine.generate(on.messages, 8).text != rows[0].text
+
+
+def test_llama_cpp_copy_bias_raises_only_the_copy_tokens_logits():
+    """The llama.cpp runtime's logits processor (numpy scores, one row) adds the same bonus as transformers'."""
+    import numpy as np
+
+    from slm_pipeline.core.engines import _add_bias
+
+    scores = np.zeros(10, dtype=np.float32)
+    out = _add_bias([2, 5, 12], 3.0)(np.arange(4), scores)
+    assert out.tolist() == [0, 0, 3, 0, 0, 3, 0, 0, 0, 0]  # 12 is beyond this vocabulary: ignored
+
+
 def test_scope_classifier_refuses_off_topic_and_answers_paraphrases(tmp_path):
     """Trained on the corpus's own questions vs the policy's out-of-scope examples; judged on questions it never
     saw (neither list)."""

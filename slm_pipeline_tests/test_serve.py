@@ -302,6 +302,21 @@ def test_answers_are_grounded_and_carry_their_sources(rag_api):
     assert [s["id"] for s in first["sources"]] == [s["id"] for s in sources]
 
 
+def test_served_answers_are_copy_biased_towards_their_excerpts(rag_api):
+    """serve decodes with retrieval.copy_bias over the request's retrieved excerpts, as eval's '+rag' variants do."""
+    server, cfg = rag_api["server"], rag_api["cfg"]
+    question = [{"role": "user", "content": "How far can I ride on one battery charge?"}]
+    status, doc, _ = call(rag_api, "POST", "/v1/chat/completions", {"messages": question, "max_tokens": 4},
+                          token=None)
+    assert status == 200, doc
+    engine, grounded = server.engine, server.grounder.ground(question)
+    assert engine.copy_bias == cfg.retrieval.copy_bias > 0
+    start = engine.refusal_start if grounded.in_scope else None
+    with engine.lock:
+        biased = engine.generate(grounded.messages, 4, suppress_start=start, copy_from=grounded.excerpts()).text
+    assert doc["choices"][0]["message"]["content"] == biased
+
+
 def test_off_topic_question_gets_the_refusal_without_generation(rag_api):
     policy = load_policy(PROJECT_ROOT / "assets" / "policy.yaml")
     body = {"messages": [{"role": "user", "content": "Who painted the Mona Lisa?"}]}
@@ -315,3 +330,21 @@ def test_off_topic_question_gets_the_refusal_without_generation(rag_api):
     content = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]
                       if json.loads(e)["choices"])
     assert content == policy.refusal
+
+
+def test_terminal_chat_answers_like_serve_with_sources(tmp_path, tiny_model_dir, tiny_index, monkeypatch, capsys):
+    """`slm-pipeline chat` grounds each question, answers with serve's engine settings and lists the sources."""
+    from slm_pipeline.cli import main
+
+    config = tmp_path / "slm_pipeline.yaml"
+    config.write_text(yaml.safe_dump({"artifacts_dir": str(tmp_path / "artifacts"),
+                                      "policy_file": str(PROJECT_ROOT / "assets" / "policy.yaml"),
+                                      "retrieval": {"k": 2, "min_score": 0.25, "copy_bias": 50.0}}))
+    answers = iter(["How far can I ride on one battery charge?", "Who painted the Mona Lisa?", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    assert main(["--config", str(config), "chat", str(tiny_model_dir), "--index", str(tiny_index),
+                 "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    policy = load_policy(PROJECT_ROOT / "assets" / "policy.yaml")
+    assert out[2].startswith("  sources: E-bikes › Battery and range")  # answer, then its sources
+    assert out[3] == policy.refusal  # off topic: the refusal, no generation

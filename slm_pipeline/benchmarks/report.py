@@ -30,6 +30,11 @@ def retrieval_rows(r: dict | None) -> list[str]:
         lines.append(f"| retrieval | TTFT p50 ms, k={t['k']} retrieved chunks vs plain system prompt ({t['model']}, "
                      f"{t['n']} gold questions, best of {t.get('repeats', 1)} runs each) | {_v(c['ttft_ms_p50'])} | {_v(p['ttft_ms_p50'])} | "
                      f"{_v(t['ttft_p50_ratio'], 'x')} | |")
+        if "copy_bias" in t:
+            b = t["copy_bias"]
+            lines.append(f"| retrieval | TTFT p50 ms with context, copy-biased decoding (retrieval.copy_bias "
+                         f"{b['bias']}) vs not | {_v(b['ttft_ms_p50'])} | {_v(c['ttft_ms_p50'])} | "
+                         f"{_v(t['copy_bias_ttft_ratio'], 'x')} | |")
         lines.append(f"| retrieval | mean prompt tokens, with vs without context | {_v(c['prompt_tokens_mean'])} | "
                      f"{_v(p['prompt_tokens_mean'])} | {_v(t['prompt_tokens_ratio'], 'x')} | |")
     elif t:

@@ -73,31 +73,44 @@ def bench_search(index, questions: Sequence[str], warmup: int = 3) -> dict:
 
 def bench_context_ttft(base_path: Path, index, system_prompt: str, company: str, questions: Sequence[str],
                        max_new_tokens: int = 4, repeats: int = 3, runtime: str = "fp32",
-                       min_score: float | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """TTFT of the same questions on the same model without vs with retrieved context in the system message.
+                       min_score: float | None = None, log: Callable[[str], None] | None = None,
+                       copy_bias: float = 0.0) -> dict:
+    """TTFT of the same questions on the same model without vs with retrieved context in the system message, and
+    (copy_bias > 0) with context and copy-biased decoding, as `serve` answers.
 
     After one untimed warm-up of each side, every question is timed `repeats` times per side, the side order
-    alternating run by run ((plain, context), (context, plain), ...); a question's TTFT is its best run (a
-    shared CPU adds multi-second stalls to single runs), the p50 is over questions."""
+    rotating run by run; a question's TTFT is its best run (a shared CPU adds multi-second stalls to single
+    runs), the p50 is over questions."""
     from ..core.generation import generate_answer, latency_summary
     from ..core.models import load_for_inference, load_tokenizer
-    from ..core.retrieval import context_system_message
+    from ..core.retrieval import context_system_message, excerpt_text
 
     questions = list(questions)
     tok = load_tokenizer(base_path)
     model = load_for_inference(base_path, "cpu", runtime)
     hits = index.search_many(questions)
-    systems = {"plain": [system_prompt] * len(questions),
-               "context": [context_system_message(system_prompt, company, h) for h in hits]}
+    context = [context_system_message(system_prompt, company, h) for h in hits]
+    excerpts = [excerpt_text(h) for h in hits]
+    systems = {"plain": [system_prompt] * len(questions), "context": context,
+               **({"copy_bias": context} if copy_bias else {})}
+    copy = {"copy_bias": (excerpts, copy_bias)}  # side -> (copy texts, bias)
+
+    def answer(side: str, i: int, n_tokens: int):
+        texts, bias = copy.get(side, ([None] * len(questions), 0.0))
+        return generate_answer(model, tok, questions[i], systems[side][i], n_tokens, copy_text=texts[i],
+                               copy_bias=bias)
+
     for side in systems:  # warm-up: the first call pays one-off costs (and the longer prompt its own kernels)
-        generate_answer(model, tok, questions[0], systems[side][0], 2)
+        answer(side, 0, 2)
     best: dict[str, list] = {side: [] for side in systems}
     every: dict[str, list[float]] = {side: [] for side in systems}
-    for i, q in enumerate(questions):
+    order = list(systems)
+    for i in range(len(questions)):
         runs: dict[str, list] = {side: [] for side in systems}
         for r in range(max(1, repeats)):
-            for side in (("plain", "context") if (i + r) % 2 == 0 else ("context", "plain")):
-                runs[side].append(generate_answer(model, tok, q, systems[side][i], max_new_tokens))
+            shift = (i + r) % len(order)
+            for side in order[shift:] + order[:shift]:
+                runs[side].append(answer(side, i, max_new_tokens))
         for side, gs in runs.items():
             best[side].append(min(gs, key=lambda g: float("inf") if g.ttft_ms is None else g.ttft_ms))
             every[side] += [g.ttft_ms for g in gs if g.ttft_ms is not None]
@@ -114,6 +127,11 @@ def bench_context_ttft(base_path: Path, index, system_prompt: str, company: str,
     p, c = out["plain"], out["context"]
     out["ttft_p50_ratio"] = round(c["ttft_ms_p50"] / p["ttft_ms_p50"], 2) if p["ttft_ms_p50"] and c["ttft_ms_p50"] \
         else None
+    if copy_bias:
+        b = out["copy_bias"]
+        out["copy_bias"]["bias"] = copy_bias
+        out["copy_bias_ttft_ratio"] = round(b["ttft_ms_p50"] / c["ttft_ms_p50"], 2) \
+            if b["ttft_ms_p50"] and c["ttft_ms_p50"] else None
     out["prompt_tokens_ratio"] = round(c["prompt_tokens_mean"] / p["prompt_tokens_mean"], 2) \
         if p["prompt_tokens_mean"] else None
     if min_score is not None:  # serve would refuse these without generating (the bench times them anyway)
@@ -179,7 +197,8 @@ def bench_retrieval(cfg: PipelineConfig, base_path: Path | None, samples: list[d
 
         part("ttft", lambda: bench_context_ttft(base_path, index, policy.system_prompt, policy.company,
                                                 _pick(questions, prompts), max_new_tokens, ttft_repeats,
-                                                min_score=cfg.retrieval.min_score, log=log))
+                                                min_score=cfg.retrieval.min_score, log=log,
+                                                copy_bias=cfg.retrieval.copy_bias))
 
         def training() -> dict:
             from .training import bench_training_samples

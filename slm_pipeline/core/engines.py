@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from slm_pipeline.core.generation import copy_bias_processor, logits_processors
 from slm_pipeline.core.grounding import refusal_start_ids
 
 STREAM_TOKEN_TIMEOUT_S = 300.0
@@ -61,6 +62,7 @@ class _TrimmedStream:
 class _Engine:
     system_prompt: str | None = None
     refusal_start: list[int] | None = None  # the refusal's first token (grounding.refusal_start_ids)
+    copy_bias: float = 0.0  # retrieval.copy_bias: logit bonus for the tokens of a request's retrieved excerpts
 
     def with_system_prompt(self, messages: list[dict]) -> list[dict]:
         if self.system_prompt and not any(m["role"] == "system" for m in messages):
@@ -103,7 +105,7 @@ class ChatEngine(_Engine):
 
     def _generate_kwargs(self, enc, max_new_tokens: int, temperature: float, top_p: float | None,
                          seed: int | None, cancel: threading.Event | None,
-                         suppress_start: list[int] | None = None) -> dict:
+                         suppress_start: list[int] | None = None, copy_from: str | None = None) -> dict:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -116,6 +118,7 @@ class ChatEngine(_Engine):
                   stopping_criteria=StoppingCriteriaList([_Cancelled()]))
         if suppress_start:  # grounding: an in-scope question must not be answered with the refusal
             kw["begin_suppress_tokens"] = list(suppress_start)
+        kw.update(logits_processors(copy_bias_processor(self.tokenizer, [copy_from], self.copy_bias)))
         if temperature > 0:
             if seed is not None:
                 torch.manual_seed(seed)
@@ -130,15 +133,16 @@ class ChatEngine(_Engine):
 
     def generate(self, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
                  top_p: float | None = None, seed: int | None = None,
-                 suppress_start: list[int] | None = None) -> Generation:
-        """Complete the chat (caller holds `self.lock`); the answer may not start with a `suppress_start` token."""
+                 suppress_start: list[int] | None = None, copy_from: str | None = None) -> Generation:
+        """Complete the chat (caller holds `self.lock`); the answer may not start with a `suppress_start` token and
+        favours the tokens of `copy_from` (the retrieved excerpts) by `self.copy_bias`."""
         import torch
 
         enc = self.encode(messages, max_new_tokens)
         n_prompt = int(enc["input_ids"].shape[1])
         with torch.no_grad():
             out = self.model.generate(**self._generate_kwargs(enc, max_new_tokens, temperature, top_p, seed, None,
-                                                              suppress_start))
+                                                              suppress_start, copy_from))
         new = out[0][n_prompt:].tolist()
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return Generation(text, n_prompt, len(new), self._finish(new, max_new_tokens))
@@ -146,7 +150,7 @@ class ChatEngine(_Engine):
     def stream(self, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
                top_p: float | None = None, seed: int | None = None,
                cancel: threading.Event | None = None,
-               suppress_start: list[int] | None = None) -> Iterator[str | Generation]:
+               suppress_start: list[int] | None = None, copy_from: str | None = None) -> Iterator[str | Generation]:
         """Yield text pieces as they are decoded, then one final Generation (caller holds `self.lock`).
 
         The pieces concatenate to exactly the non-streamed (stripped) text. Setting `cancel` stops generation
@@ -166,7 +170,7 @@ class ChatEngine(_Engine):
                 with torch.no_grad():
                     holder["out"] = self.model.generate(
                         **self._generate_kwargs(enc, max_new_tokens, temperature, top_p, seed, cancel,
-                                                suppress_start),
+                                                suppress_start, copy_from),
                         streamer=streamer)
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread below
                 holder["error"] = e
@@ -219,11 +223,16 @@ class LlamaCppChatEngine(_Engine):
         return list(self.llm.tokenize(text.strip().encode(), add_bos=False, special=False))[:1]
 
     def _complete(self, messages: list[dict], max_new_tokens: int, temperature: float, top_p: float | None,
-                  seed: int | None, stream: bool, suppress_start: list[int] | None = None):
+                  seed: int | None, stream: bool, suppress_start: list[int] | None = None,
+                  copy_from: str | None = None):
         # OpenAI semantics: only temperature/top_p shape sampling (llama.cpp's top_k/min_p defaults are off).
-        extra = {}
+        processors = []
         if suppress_start:
-            extra["logits_processor"] = [_suppress_first_position(suppress_start)]
+            processors.append(_suppress_first_position(suppress_start))
+        if copy_from and self.copy_bias:
+            processors.append(_add_bias(sorted(set(self.llm.tokenize(copy_from.encode(), add_bos=False))),
+                                        self.copy_bias))
+        extra = {"logits_processor": processors} if processors else {}
         try:
             return self.llm.create_chat_completion(
                 messages=self.with_system_prompt(messages), max_tokens=max_new_tokens, stream=stream,
@@ -237,9 +246,9 @@ class LlamaCppChatEngine(_Engine):
 
     def generate(self, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
                  top_p: float | None = None, seed: int | None = None,
-                 suppress_start: list[int] | None = None) -> Generation:
+                 suppress_start: list[int] | None = None, copy_from: str | None = None) -> Generation:
         out = self._complete(messages, max_new_tokens, temperature, top_p, seed, stream=False,
-                             suppress_start=suppress_start)
+                             suppress_start=suppress_start, copy_from=copy_from)
         choice, usage = out["choices"][0], out["usage"]
         return Generation(choice["message"]["content"].strip(), usage["prompt_tokens"], usage["completion_tokens"],
                           "length" if choice["finish_reason"] == "length" else "stop")
@@ -247,9 +256,9 @@ class LlamaCppChatEngine(_Engine):
     def stream(self, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
                top_p: float | None = None, seed: int | None = None,
                cancel: threading.Event | None = None,
-               suppress_start: list[int] | None = None) -> Iterator[str | Generation]:
+               suppress_start: list[int] | None = None, copy_from: str | None = None) -> Iterator[str | Generation]:
         chunks = self._complete(messages, max_new_tokens, temperature, top_p, seed, stream=True,
-                                suppress_start=suppress_start)
+                                suppress_start=suppress_start, copy_from=copy_from)
         text, tokens, finish = _TrimmedStream(), 0, "stop"
         try:
             for chunk in chunks:
@@ -274,6 +283,15 @@ def _suppress_first_position(token_ids: list[int]):
         first = state.setdefault("prompt_len", len(input_ids))
         if len(input_ids) == first:
             scores[list(token_ids)] = -float("inf")
+        return scores
+
+    return process
+
+
+def _add_bias(token_ids: list[int], bias: float):
+    """A llama-cpp-python logits processor: copy-biased decoding (generation.copy_bias_processor) over `token_ids`."""
+    def process(input_ids, scores):
+        scores[[i for i in token_ids if i < len(scores)]] += bias
         return scores
 
     return process

@@ -192,6 +192,7 @@ class RagSetup:
 
     ground: Callable[[list[list[dict]]], list[Any]]
     summary: dict = field(default_factory=dict)
+    copy_bias: float = 0.0  # retrieval.copy_bias: answers favour the retrieved excerpts' tokens, as in `serve`
 
 
 def is_rag(name: str) -> bool:
@@ -200,8 +201,9 @@ def is_rag(name: str) -> bool:
 
 
 def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, device, progress,
-                    contexts: dict | None = None) -> tuple[dict, list]:
-    """contexts (for '+rag' names): prompt -> (system message, hits, below_min_score, in_scope)."""
+                    contexts: dict | None = None, copy_bias: float = 0.0) -> tuple[dict, list]:
+    """contexts (for '+rag' names): prompt -> (system message, hits, below_min_score, in_scope, excerpts);
+    answers favour each prompt's excerpts by `copy_bias` (copy-biased decoding, as `serve` answers)."""
     t_load = time.perf_counter()
     # "merged@int8-weights": the merged folder, run the way `serve.runtime: int8-weights` runs it
     model, tokenizer = _load_for_eval(path, device, name.partition("@")[2] or "auto")
@@ -212,6 +214,7 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
         work = [("gold", it, it["question"]) for it in gold] + [("ood", it, it["question"]) for it in ood] + [
             ("pii", it, it["prompt"]) for it in pii]
         systems = [contexts[p][0] if contexts else system_prompt for _, _, p in work]
+        excerpts = [contexts[p][4] if contexts else None for _, _, p in work]
         gated = {k for k, (_, _, p) in enumerate(work) if contexts and contexts[p][2]}
         counts = Counter(k for k, _, _ in work)
         seen: Counter = Counter()
@@ -227,13 +230,15 @@ def _eval_one_model(name, path, gold, ood, pii, system_prompt, refusal, cfg, dev
         for group, suppress in (([k for k in rest if k not in in_scope], None),
                                 ([k for k in rest if k in in_scope], no_refusal)):
             batch = generate_batch(model, tokenizer, [work[k][2] for k in group], [systems[k] for k in group],
-                                   cfg.max_new_tokens, cfg.batch_size, said, begin_suppress_tokens=suppress)
+                                   cfg.max_new_tokens, cfg.batch_size, said, begin_suppress_tokens=suppress,
+                                   copy_texts=[excerpts[k] for k in group], copy_bias=copy_bias)
             gens.update(zip(group, batch, strict=True))
         for k in gated:  # out of scope: the refusal, as `serve` answers without generating
             gens[k] = Generation(refusal, 0, 0, None, None, 0.0)
         for k, (kind, item, prompt) in enumerate(work):
             gen = gens[k] if k in gens else generate_answer(model, tokenizer, prompt, systems[k], cfg.max_new_tokens,
-                                                            no_refusal if k in in_scope else None)
+                                                            no_refusal if k in in_scope else None, excerpts[k],
+                                                            copy_bias)
             seen[kind] += 1
             row = {"model": name, "kind": kind, "id": str(item["id"]), "question": prompt, "answer": gen.text,
                    "prompt_tokens": gen.prompt_tokens, "new_tokens": gen.new_tokens, "ttft_ms": gen.ttft_ms,
@@ -344,7 +349,8 @@ def run_eval(
                                      + [p["prompt"] for p in pii]))
         grounded = rag.ground([[{"role": "user", "content": p}] for p in prompts])
         contexts = {p: (g.messages[0]["content"] if g.refusal is None else system_prompt, g.hits,
-                        g.refusal is not None, g.in_scope) for p, g in zip(prompts, grounded, strict=True)}
+                        g.refusal is not None, g.in_scope, g.excerpts())
+                    for p, g in zip(prompts, grounded, strict=True)}
 
     metrics: dict[str, dict] = {}
     all_rows: list[dict] = []
@@ -356,7 +362,8 @@ def run_eval(
                 if not (path / "config.json").exists():
                     raise EvalError(f"{path} is not a model folder (no config.json)")
                 extra, rows = _eval_one_model(name, path, gold_eval, ood, pii, system_prompt, refusal, cfg,
-                                              device, prog, contexts if is_rag(name) else None)
+                                              device, prog, contexts if is_rag(name) else None,
+                                              rag.copy_bias if rag is not None else 0.0)
             except Exception as e:
                 reason = f"{type(e).__name__}: {e}".strip()[:1000]
                 log.warning("evaluating %s (%s) failed: %s", name, path, reason)

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .retrieval import Hit, RetrievalIndex, context_system_message, open_index
+from .retrieval import Hit, RetrievalIndex, context_system_message, excerpt_text, open_index
 from .scope import ScopeClassifier
 
 __all__ = ["Grounded", "Grounder", "load_grounder", "refusal_start_ids"]
@@ -35,6 +35,13 @@ class Grounded:
 
     def sources(self) -> list[dict]:
         return [h.source() for h in self.hits]
+
+    def excerpts(self) -> str | None:
+        """The retrieved excerpts' text (titles, headings, bodies) the answer is biased towards copying
+        (retrieval.copy_bias); None when the answer is the refusal or nothing was retrieved."""
+        if self.refusal is not None or not self.hits:
+            return None
+        return excerpt_text(self.hits)
 
 
 class Grounder:

@@ -25,7 +25,7 @@ from .progress import Progress
 
 os.environ.setdefault("LANCE_LOG", "error")  # lance logs a WARN for every new table
 
-__all__ = ["Hit", "RetrievalIndex", "build_index", "context_system_message", "fact_recall", "TABLE",
+__all__ = ["Hit", "RetrievalIndex", "build_index", "context_system_message", "excerpt_text", "fact_recall", "TABLE",
            "without_weakest_excerpt"]
 
 TABLE = "chunks"
@@ -55,6 +55,11 @@ def context_system_message(system_prompt: str, company: str, hits: Sequence[Hit 
         c = h.chunk if isinstance(h, Hit) else h
         parts.append(f"[{i}] {c.label}\n{c.text}")
     return "\n".join(parts)
+
+
+def excerpt_text(hits: Sequence[Hit | Chunk]) -> str:
+    """The excerpts' titles, headings and text: what copy-biased decoding favours (retrieval.copy_bias)."""
+    return "\n".join(f"{c.label}\n{c.text}" for c in (h.chunk if isinstance(h, Hit) else h for h in hits))
 
 
 def without_weakest_excerpt(sample: dict, chunks_by_id: dict[str, Chunk], system_prompt: str,

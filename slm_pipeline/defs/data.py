@@ -168,7 +168,8 @@ def retrieval_index(
     out_of_scope = load_policy(cfg.path(cfg.policy_file)).out_of_scope_examples  # scope classifier negatives
     version = stage.version(anonymized_corpus.version, out_of_scope,
                             cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score",
-                                                              "scope_threshold", "oracle_share"}))
+                                                              "scope_threshold", "oracle_share",
+                                                              "copy_bias"}))
     with stage.folder(version, anonymized_corpus=anonymized_corpus.version, config=cfg.retrieval.model_dump()) as f:
         info = index_corpus(records, cfg.retrieval, f.tmp, gold, progress=context.log.info,
                             out_of_scope=out_of_scope, max_text_loss=cfg.corpus.max_text_loss)

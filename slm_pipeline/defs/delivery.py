@@ -113,7 +113,8 @@ def eval_report(
         rag = RagSetup(grounder.ground_many, {
             **(info.get("recall") or {}), "k": cfg.retrieval.k, "chunks": info["chunks"],
             "latency_ms_p50": info.get("latency_ms_p50"), "scope_threshold": cfg.retrieval.scope_threshold,
-            "scope_classifier": grounder.scope is not None})
+            "scope_classifier": grounder.scope is not None, "copy_bias": cfg.retrieval.copy_bias},
+            copy_bias=cfg.retrieval.copy_bias)
     graded = cfg.path(cfg.eval.graded_sheet) if getattr(cfg.eval, "graded_sheet", None) else None
     graded = graded if graded and graded.exists() else None
     # Everything the verdict depends on: the models, settings, and the question / probe / policy files.

@@ -239,7 +239,8 @@ def create_app(state: ServingState) -> FastAPI:
             return protocol.completion_doc(cid, created, state.model_name, gen, sources)
 
         suppress = state.backend.refusal_start if grounded is not None and grounded.in_scope else None
-        sampling = protocol.Sampling(req.max_tokens, req.temperature, req.top_p, req.seed, suppress)
+        sampling = protocol.Sampling(req.max_tokens, req.temperature, req.top_p, req.seed, suppress,
+                                     grounded.excerpts() if grounded is not None else None)
         slot = await state.queue.acquire()  # 429 / 503 when busy
         try:
             t0 = time.perf_counter()

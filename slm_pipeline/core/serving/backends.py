@@ -44,7 +44,7 @@ class LocalBackend:
 
     def _kwargs(self, p: Sampling) -> dict:
         return dict(max_new_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
-                    suppress_start=p.suppress_start)
+                    suppress_start=p.suppress_start, copy_from=p.copy_from)
 
     async def generate(self, messages: list[dict], p: Sampling) -> Generation:
         def run() -> Generation:

@@ -33,6 +33,7 @@ class Sampling:
     top_p: float | None = None
     seed: int | None = None
     suppress_start: list[int] | None = None  # token ids the answer may not start with (grounding)
+    copy_from: str | None = None  # the retrieved excerpts, for copy-biased decoding (retrieval.copy_bias)
 
 
 def parse_json(data: bytes) -> dict:

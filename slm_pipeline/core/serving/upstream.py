@@ -3,7 +3,8 @@
 `serve` keeps everything else (retrieval, auth, limits, feedback, question logging): the upstream only sees the
 grounded messages (policy system prompt added when the client sent none), `max_tokens`, `temperature`, `top_p`
 and `seed`. Not forwarded: the refusal-start suppression of grounding (it needs the engine's token ids, and
-OpenAI's `logit_bias` would ban the token at every position, not just the first).
+OpenAI's `logit_bias` would ban the token at every position, not just the first), and copy-biased decoding
+(retrieval.copy_bias: `logit_bias` takes the upstream tokenizer's ids, which serve does not know).
 
 Errors: the upstream's 400/413/422 (e.g. context length) reach the client as 400 with the upstream's message;
 unreachable -> 502, too slow -> 504, upstream busy (429/503) -> 503, anything else -> 502 naming the URL."""
