@@ -117,7 +117,7 @@ def bench_context_ttft(base_path: Path, index, system_prompt: str, company: str,
         _say(log, f"  ttft question {i + 1}/{len(questions)} (best of {repeats}): plain {best['plain'][-1].ttft_ms} "
                   f"ms ({best['plain'][-1].prompt_tokens} tok), context {best['context'][-1].ttft_ms} ms "
                   f"({best['context'][-1].prompt_tokens} tok)")
-    del model
+    model = None  # freed before the next part
     out: dict = {"model": f"base, {runtime}", "n": len(questions), "repeats": repeats, "k": index.k,
                  "max_new_tokens": max_new_tokens}
     for side, gs in best.items():
