@@ -332,7 +332,7 @@ def test_copy_bias_makes_the_answer_use_the_retrieved_excerpts_tokens(tiny_index
     large bias every generated token is one of the copy text's tokens, in serve's engine and in eval's batched
     generation alike; rows without a copy text are unbiased."""
     from slm_pipeline.core.engines import ChatEngine
-    from slm_pipeline.core.generation import copy_token_ids, generate_batch
+    from slm_pipeline.core.generation import copy_logit_bias, generate_batch
 
     index = open_index(tiny_index, RetrievalConfig(k=2))
     grounder = Grounder(index, POLICY.system_prompt, POLICY.company, POLICY.refusal, min_score=0.25)
@@ -351,7 +351,11 @@ def test_copy_bias_makes_the_answer_use_the_retrieved_excerpts_tokens(tiny_index
 
     # Words a random model would not pick by itself, so that the bias alone explains what it writes.
     words = "Zebra quartz voyage"
-    allowed = set(copy_token_ids(engine.tokenizer, words)) | engine.eos_ids
+
+    def encode(t):
+        return engine.tokenizer(t, add_special_tokens=False)["input_ids"]
+
+    allowed = set(copy_logit_bias(encode, words, 1.0)) | engine.eos_ids
     unbiased = new_ids(None)
     assert set(unbiased) - allowed and new_ids(words) == unbiased  # copy_bias 0 (the default): no bias at all
     engine.copy_bias = 50.0
@@ -365,6 +369,15 @@ def test_copy_bias_makes_the_answer_use_the_retrieved_excerpts_tokens(tiny_index
     assert rows[0].text == engine.generate(on.messages, 8, copy_from=words).text
     assert rows[1].text == engine.generate(on.messages, 8).text != rows[0].text
 
+    # An excerpt's anonymization tag is never copied: its own tokens are pushed down, not up.
+    tagged = "Zebra <PERSON_1> quartz"
+    bias = copy_logit_bias(encode, tagged, 2.0)
+    tag_only = set(encode(" <PERSON_1>")) - set(encode("Zebra quartz"))
+    assert tag_only and all(bias[i] == -2.0 for i in tag_only)
+    assert all(bias[i] == 2.0 for i in encode("Zebra quartz"))
+    engine.copy_bias = 50.0
+    assert not set(new_ids(tagged)) & tag_only
+
 
 def test_llama_cpp_copy_bias_raises_only_the_copy_tokens_logits():
     """The llama.cpp runtime's logits processor (numpy scores, one row) adds the same bonus as transformers'."""
@@ -373,8 +386,8 @@ def test_llama_cpp_copy_bias_raises_only_the_copy_tokens_logits():
     from slm_pipeline.core.engines import _add_bias
 
     scores = np.zeros(10, dtype=np.float32)
-    out = _add_bias([2, 5, 12], 3.0)(np.arange(4), scores)
-    assert out.tolist() == [0, 0, 3, 0, 0, 3, 0, 0, 0, 0]  # 12 is beyond this vocabulary: ignored
+    out = _add_bias({2: 3.0, 5: 3.0, 7: -3.0, 12: 3.0})(np.arange(4), scores)
+    assert out.tolist() == [0, 0, 3, 0, 0, 3, 0, -3, 0, 0]  # 12 is beyond this vocabulary: ignored
 
 
 def test_scope_classifier_refuses_off_topic_and_answers_paraphrases(tmp_path):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from slm_pipeline.core.generation import copy_bias_processor, logits_processors
+from slm_pipeline.core.generation import copy_bias_processor, copy_logit_bias, logits_processors
 from slm_pipeline.core.grounding import refusal_start_ids
 
 STREAM_TOKEN_TIMEOUT_S = 300.0
@@ -230,8 +230,8 @@ class LlamaCppChatEngine(_Engine):
         if suppress_start:
             processors.append(_suppress_first_position(suppress_start))
         if copy_from and self.copy_bias:
-            processors.append(_add_bias(sorted(set(self.llm.tokenize(copy_from.encode(), add_bos=False))),
-                                        self.copy_bias))
+            processors.append(_add_bias(copy_logit_bias(
+                lambda t: self.llm.tokenize(t.encode(), add_bos=False), copy_from, self.copy_bias)))
         extra = {"logits_processor": processors} if processors else {}
         try:
             return self.llm.create_chat_completion(
@@ -288,10 +288,14 @@ def _suppress_first_position(token_ids: list[int]):
     return process
 
 
-def _add_bias(token_ids: list[int], bias: float):
-    """A llama-cpp-python logits processor: copy-biased decoding (generation.copy_bias_processor) over `token_ids`."""
+def _add_bias(bias: dict[int, float]):
+    """A llama-cpp-python logits processor adding `bias` (token id -> bonus; generation.copy_logit_bias)."""
+    ids = [i for i in bias]
+    values = [bias[i] for i in ids]
+
     def process(input_ids, scores):
-        scores[[i for i in token_ids if i < len(scores)]] += bias
+        keep = [k for k, i in enumerate(ids) if i < len(scores)]
+        scores[[ids[k] for k in keep]] += [values[k] for k in keep]
         return scores
 
     return process

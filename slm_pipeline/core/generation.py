@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .metrics import _mean, _r
+from .metrics import _PLACEHOLDER_TAG, _mean, _r, placeholder_tags
 
-__all__ = ["Generation", "copy_bias_processor", "copy_token_ids", "generate_answer", "generate_batch",
+__all__ = ["Generation", "copy_bias_processor", "copy_logit_bias", "generate_answer", "generate_batch",
            "latency_summary"]
 
 
@@ -51,22 +51,32 @@ def _token_clock():
     return TokenClock()
 
 
-def copy_token_ids(tokenizer, text: str) -> list[int]:
-    """The token ids of `text` as the model's tokenizer writes it: the tokens a copy-biased answer favours."""
-    return sorted(set(tokenizer(text, add_special_tokens=False)["input_ids"]))
+def copy_logit_bias(encode: Callable[[str], Sequence[int]], text: str, bias: float) -> dict[int, float]:
+    """Token id -> logit bonus for copy-biased decoding over `text` (the retrieved excerpts): +bias for the tokens
+    of its words, -bias for tokens that only its anonymization tags have (`<PERSON_1>`), so that copying never
+    shows a user a placeholder. `encode`: the runtime's tokenizer, text -> token ids."""
+    tags = placeholder_tags(text)
+    favoured = set(encode(_PLACEHOLDER_TAG.sub(" ", text)))
+    out = dict.fromkeys(favoured, bias)
+    if tags:  # a tag's tokens differ at the start of a line and after a space
+        tag_ids = set(encode("\n".join(tags))) | set(encode(" " + " ".join(tags)))
+        out.update(dict.fromkeys(tag_ids - favoured, -bias))
+    return out
 
 
 def copy_bias_processor(tokenizer, texts: Sequence[str | None], bias: float):
-    """Copy-biased decoding: a LogitsProcessor adding `bias` to the logits of every token in each batch row's
-    text (its retrieved excerpts; None = no bias for that row). A 135M model otherwise states a half-remembered
-    number or wording instead of the excerpt's (measured on the demo, retrieval.copy_bias). None when there is
-    nothing to bias."""
+    """Copy-biased decoding: a LogitsProcessor adding each batch row's copy_logit_bias (its retrieved excerpts;
+    None = no bias for that row). A 135M model otherwise states a half-remembered number or wording instead of
+    the excerpt's (measured on the demo, retrieval.copy_bias). None when there is nothing to bias."""
     if not bias or not any(texts):
         return None
     import torch
     from transformers import LogitsProcessor
 
-    ids = [copy_token_ids(tokenizer, t) if t else [] for t in texts]
+    def encode(t: str) -> list[int]:
+        return tokenizer(t, add_special_tokens=False)["input_ids"]
+
+    rows = [copy_logit_bias(encode, t, bias) if t else {} for t in texts]
 
     class CopyBias(LogitsProcessor):
         def __init__(self):
@@ -74,9 +84,11 @@ def copy_bias_processor(tokenizer, texts: Sequence[str | None], bias: float):
 
         def __call__(self, input_ids, scores):
             if self.add is None:
-                self.add = torch.zeros(len(ids), scores.shape[-1], dtype=scores.dtype, device=scores.device)
-                for row, row_ids in enumerate(ids):
-                    self.add[row, [i for i in row_ids if i < scores.shape[-1]]] = bias
+                self.add = torch.zeros(len(rows), scores.shape[-1], dtype=scores.dtype, device=scores.device)
+                for row, row_bias in enumerate(rows):
+                    for i, b in row_bias.items():
+                        if i < scores.shape[-1]:
+                            self.add[row, i] = b
             return scores + self.add
 
     return CopyBias()
