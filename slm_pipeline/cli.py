@@ -118,8 +118,7 @@ def cmd_chat(args) -> int:
     grounder = load_grounder(cfg, args.index)
     engine = load_engine(Path(args.model), system, args.runtime or cfg.serve.runtime)
     if grounder is not None:
-        engine.refusal_start = engine.start_ids(grounder.refusal_text)
-        engine.copy_bias = cfg.retrieval.copy_bias
+        engine.ground_with(grounder.refusal_text, cfg.retrieval.copy_bias)
     messages = [{"role": "system", "content": system}]
     print("Type a question (empty line to quit).")
     while (q := input("> ").strip()):

@@ -93,12 +93,11 @@ def bench_context_ttft(base_path: Path, index, system_prompt: str, company: str,
     excerpts = [excerpt_text(h) for h in hits]
     systems = {"plain": [system_prompt] * len(questions), "context": context,
                **({"copy_bias": context} if copy_bias else {})}
-    copy = {"copy_bias": (excerpts, copy_bias)}  # side -> (copy texts, bias)
 
     def answer(side: str, i: int, n_tokens: int):
-        texts, bias = copy.get(side, ([None] * len(questions), 0.0))
-        return generate_answer(model, tok, questions[i], systems[side][i], n_tokens, copy_text=texts[i],
-                               copy_bias=bias)
+        copy = side == "copy_bias"
+        return generate_answer(model, tok, questions[i], systems[side][i], n_tokens,
+                               copy_text=excerpts[i] if copy else None, copy_bias=copy_bias if copy else 0.0)
 
     for side in systems:  # warm-up: the first call pays one-off costs (and the longer prompt its own kernels)
         answer(side, 0, 2)

@@ -64,6 +64,12 @@ class _Engine:
     refusal_start: list[int] | None = None  # the refusal's first token (grounding.refusal_start_ids)
     copy_bias: float = 0.0  # retrieval.copy_bias: logit bonus for the tokens of a request's retrieved excerpts
 
+    def ground_with(self, refusal: str, copy_bias: float) -> None:
+        """Answer grounded requests as `serve` does: never open an in-scope answer with `refusal`'s first token,
+        and favour the retrieved excerpts' tokens by `copy_bias` (retrieval.copy_bias)."""
+        self.refusal_start = self.start_ids(refusal)
+        self.copy_bias = copy_bias
+
     def with_system_prompt(self, messages: list[dict]) -> list[dict]:
         if self.system_prompt and not any(m["role"] == "system" for m in messages):
             return [{"role": "system", "content": self.system_prompt}, *messages]
@@ -289,13 +295,15 @@ def _suppress_first_position(token_ids: list[int]):
 
 
 def _add_bias(bias: dict[int, float]):
-    """A llama-cpp-python logits processor adding `bias` (token id -> bonus; generation.copy_logit_bias)."""
-    ids = [i for i in bias]
-    values = [bias[i] for i in ids]
+    """A llama-cpp-python logits processor adding `bias` (token id -> bonus; generation.copy_logit_bias). The
+    ids inside the vocabulary are picked once, at the first token, not at every one."""
+    state: dict = {}
 
     def process(input_ids, scores):
-        keep = [k for k, i in enumerate(ids) if i < len(scores)]
-        scores[[ids[k] for k in keep]] += [values[k] for k in keep]
+        if "ids" not in state:
+            state["ids"] = [i for i in bias if i < len(scores)]
+            state["values"] = [bias[i] for i in state["ids"]]
+        scores[state["ids"]] += state["values"]
         return scores
 
     return process

@@ -53,8 +53,8 @@ def _token_clock():
 
 def copy_logit_bias(encode: Callable[[str], Sequence[int]], text: str, bias: float) -> dict[int, float]:
     """Token id -> logit bonus for copy-biased decoding over `text` (the retrieved excerpts): +bias for the tokens
-    of its words, -bias for tokens that only its anonymization tags have (`<PERSON_1>`), so that copying never
-    shows a user a placeholder. `encode`: the runtime's tokenizer, text -> token ids."""
+    of its words, -bias for tokens that only its anonymization tags have (`<PERSON_1>`), so that copying does
+    not favour showing a user a placeholder. `encode`: the runtime's tokenizer, text -> token ids."""
     tags = placeholder_tags(text)
     favoured = set(encode(_PLACEHOLDER_TAG.sub(" ", text)))
     out = dict.fromkeys(favoured, bias)
@@ -84,11 +84,12 @@ def copy_bias_processor(tokenizer, texts: Sequence[str | None], bias: float):
 
         def __call__(self, input_ids, scores):
             if self.add is None:
-                self.add = torch.zeros(len(rows), scores.shape[-1], dtype=scores.dtype, device=scores.device)
+                vocab = scores.shape[-1]
+                self.add = torch.zeros(len(rows), vocab, dtype=scores.dtype, device=scores.device)
                 for row, row_bias in enumerate(rows):
-                    for i, b in row_bias.items():
-                        if i < scores.shape[-1]:
-                            self.add[row, i] = b
+                    ids = [i for i in row_bias if i < vocab]
+                    self.add[row, ids] = torch.tensor([row_bias[i] for i in ids], dtype=scores.dtype,
+                                                      device=scores.device)
             return scores + self.add
 
     return CopyBias()

@@ -83,8 +83,7 @@ def build_server(cfg: PipelineConfig, model_path: str | Path | None = None, *, h
         model = Path(model_path) if model_path else promoted_model_path(cfg)
         engine = load_engine(model, system_prompt, runtime or cfg.serve.runtime)
         if grounder is not None:
-            engine.refusal_start = engine.start_ids(grounder.refusal_text)
-            engine.copy_bias = cfg.retrieval.copy_bias
+            engine.ground_with(grounder.refusal_text, cfg.retrieval.copy_bias)
         backend = LocalBackend(engine)
     store = open_feedback_store(cfg)
     qlog = None
