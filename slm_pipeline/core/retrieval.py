@@ -92,8 +92,6 @@ def build_index(chunks: list[Chunk], embedder, out_dir: Path, settings: dict, pr
     import bm25s
     import lancedb
 
-    if not chunks:
-        raise ValueError("no chunks to index: the corpus has no FAQ rows or document text")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -112,7 +110,9 @@ def build_index(chunks: list[Chunk], embedder, out_dir: Path, settings: dict, pr
     bm25 = bm25s.BM25()
     bm25.index(_bm25_tokens([_embed_text(c) for c in chunks]), show_progress=False)
     bm25.save(str(out_dir / "bm25"))
-    info = {"chunks": len(chunks), "embedding_model": str(embedder.folder), "dim": int(matrix.shape[1]),
+    model = Path(embedder.folder)  # a tuned embedder inside the index is stored relative: the index can move
+    model = model.relative_to(out_dir) if model.is_relative_to(out_dir) else model
+    info = {"chunks": len(chunks), "embedding_model": str(model), "dim": int(matrix.shape[1]),
             "embed_seconds": round(time.perf_counter() - t0, 2), **settings}
     (out_dir / "index.json").write_text(json.dumps(info, indent=2))
     return info
@@ -142,7 +142,7 @@ class RetrievalIndex:
                                                    strict=True)} if bm25_weight > 0 else {})
         self.by_id = {c.id: c for c in self.chunks}
         self.bm25 = bm25s.BM25.load(str(self.folder / "bm25")) if bm25_weight > 0 else None
-        self.embedder = embedder or Embedder(Path(self.info["embedding_model"]))
+        self.embedder = embedder or Embedder(self.folder / self.info["embedding_model"])  # absolute stays absolute
         self.k, self.candidates = k, candidates
         self.dense_weight, self.bm25_weight, self.rrf_k = dense_weight, bm25_weight, rrf_k
 
@@ -215,11 +215,35 @@ def open_index(folder: Path | str, rcfg, embedder=None) -> RetrievalIndex:
                           bm25_weight=rcfg.bm25_weight, rrf_k=rcfg.rrf_k)
 
 
+def _tune(records: list[dict], chunks: list[Chunk], embedder, rcfg, company: str, out_dir: Path,
+          gold: Sequence[dict], progress) -> dict:
+    """Tune `embedder` on the corpus's own questions (core/retriever_tuning.py) and save it as `out_dir/embedder`
+    (the index then loads it); the report has the gold recall of the untuned model for comparison."""
+    from .retriever_tuning import chunk_texts, tune_embedder, tuning_pairs
+
+    untuned = embedder.embed(chunk_texts(chunks))
+    pairs = tuning_pairs(records, chunks, untuned, embedder, company, rcfg.tune_chat_min_score)
+    report = {}
+    if gold:
+        top = (embedder.embed([g["question"] for g in gold]) @ untuned.T).topk(min(max(rcfg.k, 5), len(chunks)))
+        hits = [[Hit(chunks[j], s, s) for s, j in zip(row_s, row_j, strict=True)]
+                for row_s, row_j in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        report["untuned_recall"] = fact_recall(hits, gold, sorted({1, 3, rcfg.k, 5}))
+    report.update(tune_embedder(embedder, chunks, pairs, rcfg.tune_epochs, rcfg.tune_learning_rate,
+                                progress=progress))
+    folder = Path(out_dir) / "embedder"
+    embedder.model.save_pretrained(folder)
+    embedder.tokenizer.save_pretrained(folder)
+    embedder.folder = folder
+    return report
+
+
 def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] = (), progress=None,
-                 out_of_scope: Sequence[str] = (), max_text_loss: float = 0.10) -> dict:
-    """Chunk anonymized `records`, build the index in `out_dir`, train the scope classifier (core/scope.py) when
-    `out_of_scope` examples are given, and measure it: recall@1/3/k of the gold key facts, search latency, the
-    share of gold questions the classifier keeps in scope, and the share of the corpus text in some chunk
+                 out_of_scope: Sequence[str] = (), max_text_loss: float = 0.10, company: str = "") -> dict:
+    """Chunk anonymized `records`, tune the embedder on the corpus's own questions (retrieval.tune_epochs > 0),
+    build the index in `out_dir`, train the scope classifier (core/scope.py) when `out_of_scope` examples are
+    given, and measure it: recall@1/3/k of the gold key facts (and of the untuned embedder), search latency,
+    the share of gold questions the classifier keeps in scope, and the share of the corpus text in some chunk
     (`coverage`, core/coverage.py). Returns the summary (also written as index.json)."""
     import statistics
 
@@ -228,13 +252,16 @@ def index_corpus(records: list[dict], rcfg, out_dir: Path, gold: Sequence[dict] 
     from .embeddings import Embedder, resolve_embedding_model
 
     chunks, chunk_report = chunk_records(records, rcfg.chunk_words, rcfg.overlap_words)
+    if not chunks:
+        raise ValueError("no chunks to index: the corpus has no FAQ rows or document text")
     embedder = Embedder(resolve_embedding_model(rcfg.embedding_model))
+    tuning = _tune(records, chunks, embedder, rcfg, company, out_dir, gold, progress) if rcfg.tune_epochs else None
     settings = {"embedding_spec": rcfg.embedding_model, "chunk_words": rcfg.chunk_words,
                 "overlap_words": rcfg.overlap_words, "chunking": chunk_report,
                 "coverage": index_coverage(records, rcfg.chunk_words, rcfg.overlap_words, max_text_loss)}
     info = build_index(chunks, embedder, out_dir, settings, progress)
     index = open_index(out_dir, rcfg, embedder)
-    summary = dict(info)
+    summary = dict(info, tuning=tuning)
     from .scope import scope_training_texts, train_scope_classifier
 
     scope = train_scope_classifier(index, scope_training_texts(records), list(out_of_scope))

@@ -165,14 +165,15 @@ def retrieval_index(
     cfg = stage.cfg
     records = read_jsonl(anonymized_corpus.records)  # only anonymized text enters the index
     gold = load_gold(cfg.path(cfg.gold_file))  # for the recall metadata only: not part of the version
-    out_of_scope = load_policy(cfg.path(cfg.policy_file)).out_of_scope_examples  # scope classifier negatives
-    version = stage.version(anonymized_corpus.version, out_of_scope,
+    policy = load_policy(cfg.path(cfg.policy_file))
+    out_of_scope = policy.out_of_scope_examples  # scope classifier negatives
+    version = stage.version(anonymized_corpus.version, out_of_scope, policy.company,  # company: tuning questions
                             cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score",
                                                               "scope_threshold", "oracle_share",
                                                               "copy_bias"}))
     with stage.folder(version, anonymized_corpus=anonymized_corpus.version, config=cfg.retrieval.model_dump()) as f:
         info = index_corpus(records, cfg.retrieval, f.tmp, gold, progress=context.log.info,
-                            out_of_scope=out_of_scope, max_text_loss=cfg.corpus.max_text_loss)
+                            out_of_scope=out_of_scope, max_text_loss=cfg.corpus.max_text_loss, company=policy.company)
     recall = info.get("recall", {})
     context.log.info(f"{info['chunks']} chunks indexed; gold fact recall {recall}")
     coverage = info["coverage"]
@@ -190,9 +191,20 @@ def retrieval_index(
             "index_mb": round(sum(p.stat().st_size for p in f.dir.rglob("*") if p.is_file()) / 2**20, 2),
             "latency_ms_p50": info.get("latency_ms_p50", 0.0),
             **numbers("gold_", recall),
+            **_tuning_metadata(info.get("tuning")),
             **numbers("scope_", info.get("scope") or {}),
         },
     )
+
+
+def _tuning_metadata(tuning: dict | None) -> dict:
+    """Embedder tuning as the UI shows it: pairs by source, loss per epoch, time, and the untuned model's recall."""
+    if not tuning:
+        return {"embedder_tuned": False}
+    return {"embedder_tuned": True, "tuning_pairs": tuning["pairs"],
+            "tuning_pairs_by_source": dg.MetadataValue.json(tuning["pairs_by_source"]),
+            "tuning_loss_by_epoch": dg.MetadataValue.json(tuning["loss_by_epoch"]),
+            "tuning_seconds": tuning["seconds"], **numbers("untuned_gold_", tuning.get("untuned_recall") or {})}
 
 
 @pipeline_asset(
