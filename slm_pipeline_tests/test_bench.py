@@ -93,6 +93,10 @@ def test_bench_retrieval_on_tiny_index(tiny_model_dir, tiny_index, tmp_path):
     assert len(rows) == 8, md
     assert "search ms/query p50" in md and "TTFT p50 ms" in md and "RAFT vs plain" in md
     assert "| retrieval | | by flag |" in markdown({"retrieval": {"skipped": "by flag"}})
+    tuned = {**res, "recall": {"recall_at_1": 0.8, "recall_at_3": 0.9}, "embedder_tuning": {
+        "seconds": 30.0, "pairs": 379, "untuned_recall": {"recall_at_1": 0.7, "recall_at_3": 0.85}}}
+    row = [line for line in markdown({"retrieval": tuned}).splitlines() if "domain-tuned embedder vs untuned" in line]
+    assert row and "| 80.0% / 90.0% | 70.0% / 85.0% |" in row[0]
 
 
 def test_serving_load_test_and_round_robin_balancer(tmp_path):

@@ -24,6 +24,12 @@ def retrieval_rows(r: dict | None) -> list[str]:
              f"| retrieval | search ms/query p95 | {_v(s['ms_p95'])} | | | |",
              f"| retrieval | gold key-fact recall@1 / @3 (index summary) | {_pct(rec.get('recall_at_1'))} / "
              f"{_pct(rec.get('recall_at_3'))} | | | |"]
+    untuned = (r.get("embedder_tuning") or {}).get("untuned_recall")
+    if untuned:  # same chunks and questions, the embedder before domain-tuning
+        lines.append(f"| retrieval | gold recall@1 / @3, domain-tuned embedder vs untuned "
+                     f"({r['embedder_tuning']['pairs']} corpus pairs, {r['embedder_tuning']['seconds']} s) | "
+                     f"{_pct(rec.get('recall_at_1'))} / {_pct(rec.get('recall_at_3'))} | "
+                     f"{_pct(untuned.get('recall_at_1'))} / {_pct(untuned.get('recall_at_3'))} | | |")
     t = r.get("ttft", {})
     if "context" in t:
         p, c = t["plain"], t["context"]

@@ -7,7 +7,7 @@
 2. ttft       the same gold questions on the base model, streamed `generate_answer`, under the plain policy system
               prompt vs `context_system_message(...)` over the retrieved hits (alternated run by run, best of
               a few runs per question): TTFT p50 and mean prompt tokens each, and their ratios.
-3. training   our recipe on the demo samples vs the same samples made retrieval-aware by `add_retrieved_context`
+3. training   our recipe on the demo samples vs the same samples made retrieval-aware by `raft.contextualize`
               (RAFT, longer system messages): real tok/s and mean sample tokens each.
 """
 
@@ -29,7 +29,7 @@ def prepare_index(cfg: PipelineConfig, tmp_dir: Path, log: Callable[[str], None]
     """(index folder, its summary (index.json), how it was obtained). Reuses the pipeline's latest
     retrieval_index when there is one (and `reuse`), else anonymizes the demo corpus and indexes it in tmp_dir."""
     from ..core.artifacts import latest_version_dir
-    from ..core.policy import load_gold
+    from ..core.policy import load_gold, load_policy
 
     latest = latest_version_dir(cfg.path(cfg.artifacts_dir) / "retrieval_index") if reuse else None
     if latest and (latest / "index.json").exists():
@@ -49,7 +49,8 @@ def prepare_index(cfg: PipelineConfig, tmp_dir: Path, log: Callable[[str], None]
               "indexing them")
     t0 = time.perf_counter()
     folder = Path(tmp_dir) / "retrieval_index"
-    summary = index_corpus(clean, cfg.retrieval, folder, load_gold(cfg.path(cfg.gold_file)))
+    summary = index_corpus(clean, cfg.retrieval, folder, load_gold(cfg.path(cfg.gold_file)),
+                           company=load_policy(cfg.path(cfg.policy_file)).company)
     return folder, summary, {"source": "built here from the anonymized demo corpus", "records": len(clean),
                              "records_left_out": len(leaked), "anonymize_s": round(anon_s, 2),
                              "index_build_s": round(time.perf_counter() - t0, 2)}
@@ -139,14 +140,12 @@ def bench_context_ttft(base_path: Path, index, system_prompt: str, company: str,
 
 
 def raft_samples(samples: list[dict], index, cfg: PipelineConfig) -> tuple[list[dict], dict]:
-    """`samples` made retrieval-aware exactly as instruction_pairs does (add_retrieved_context)."""
+    """`samples` made retrieval-aware exactly as instruction_pairs does (raft.contextualize)."""
     from ..core.policy import load_policy
-    from ..core.raft import add_retrieved_context
+    from ..core.raft import contextualize
 
     policy = load_policy(cfg.path(cfg.policy_file))
-    return add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
-                                 seed=cfg.train.seed, min_score=cfg.retrieval.min_score,
-                                 views=cfg.retrieval.context_views, paraphrase_share=cfg.retrieval.paraphrase_share)
+    return contextualize(samples, index, policy, cfg.retrieval, cfg.train.seed)
 
 
 def _pick(items: Sequence, n: int) -> list:
@@ -186,7 +185,12 @@ def bench_retrieval(cfg: PipelineConfig, base_path: Path | None, samples: list[d
                                  sorted({1, 3, cfg.retrieval.k}))
             out["index"]["recall_source"] = "measured here (not in the index summary)"
         out["recall"] = recall
-        _say(log, f"  search ms/query p50 {out['search']['ms_p50']} p95 {out['search']['ms_p95']}; recall {recall}")
+        tuning = summary.get("tuning") or {}
+        out["embedder_tuning"] = ({"seconds": tuning.get("seconds"), "pairs": tuning.get("pairs"),
+                                   "untuned_recall": tuning.get("untuned_recall")} if tuning
+                                  else {"skipped": "retrieval.tune_epochs is 0"})
+        _say(log, f"  search ms/query p50 {out['search']['ms_p50']} p95 {out['search']['ms_p95']}; recall {recall}"
+                  + (f" (untuned embedder: {tuning.get('untuned_recall')})" if tuning else ""))
 
         def part(name: str, fn: Callable[[], dict]) -> None:
             if name not in parts:

@@ -170,7 +170,8 @@ def retrieval_index(
     version = stage.version(anonymized_corpus.version, out_of_scope, policy.company,  # company: tuning questions
                             cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score",
                                                               "scope_threshold", "oracle_share",
-                                                              "copy_bias"}))
+                                                              "oracle_position_share", "paraphrase_share",
+                                                              "context_views", "copy_bias"}))
     with stage.folder(version, anonymized_corpus=anonymized_corpus.version, config=cfg.retrieval.model_dump()) as f:
         info = index_corpus(records, cfg.retrieval, f.tmp, gold, progress=context.log.info,
                             out_of_scope=out_of_scope, max_text_loss=cfg.corpus.max_text_loss, company=policy.company)
@@ -255,16 +256,13 @@ def instruction_pairs(
 
     contextualize, trim_context, raft_report = None, None, {}
     if cfg.retrieval.enabled:
-        from ..core.raft import add_retrieved_context
+        from ..core.raft import contextualize as raft_context
         from ..core.retrieval import open_index
 
         index = open_index(retrieval_index.dir, cfg.retrieval)
 
         def contextualize(samples: list[dict]) -> list[dict]:
-            out, report = add_retrieved_context(samples, index, policy, cfg.retrieval.k, cfg.retrieval.oracle_share,
-                                                seed=cfg.train.seed, min_score=cfg.retrieval.min_score,
-                                                views=cfg.retrieval.context_views,
-                                                paraphrase_share=cfg.retrieval.paraphrase_share)
+            out, report = raft_context(samples, index, policy, cfg.retrieval, cfg.train.seed)
             raft_report.update(report)
             return out
 
