@@ -277,12 +277,6 @@ class RetrievalConfig(_Section):
         "answer a question worded differently from the help center's. On the demo, with every other sample the "
         "same: 0.5 served 0.70 gold / 0.77 paraphrase key-fact accuracy, 0 served 0.62 / 0.63.",
     )
-    oracle_position_share: float = Field(
-        0.5, ge=0.0, le=1.0, description="RAFT: share of the samples whose oracle was retrieved that get it moved to "
-        "a random position among the excerpts. Training questions are the index's own, so retrieval nearly always "
-        "ranks their oracle first (87% on the demo), while a customer's question finds it second or third often; "
-        "without this the model learns to read only the best-ranked excerpt.",
-    )
     copy_bias: float = Field(
         2.0, ge=0.0, le=100.0, description="Copy-biased decoding in `serve`, `chat` and eval's '+rag' variants: "
         "this logit bonus goes to every token of the retrieved excerpts, so a small model states the excerpt's "

@@ -132,33 +132,6 @@ def test_raft_samples_have_the_oracle_share_and_the_serving_template(tmp_path):
     assert all(not validate_sample(s, POLICY.system_prompt) for s in samples)
 
 
-def test_oracle_position_share_moves_retrieved_oracles_off_the_top(tmp_path):
-    """Training questions find their own chunk first; position_share of them get it moved to a random place,
-    with the same excerpts around it, so the model learns to read every position."""
-    from slm_pipeline.core.retrieval import index_corpus
-
-    records = _faq_records(40)
-    index_corpus(records, RetrievalConfig(tune_epochs=0), tmp_path)
-    index = open_index(tmp_path, RetrievalConfig(k=3))
-    samples = [{"id": r["id"], "source": "faq", "messages": [{"role": "system", "content": POLICY.system_prompt},
-                                                              *r["messages"]]} for r in records]
-
-    def contexts(share):
-        out, report = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=1.0, seed=3,
-                                            position_share=share)
-        return [s["context_ids"].index(s["oracle_ids"][0]) for s in out], out, report
-
-    kept, plain, _ = contexts(0.0)
-    assert kept.count(0) >= 0.9 * len(samples)  # retrieval ranks a sample's own row first
-    moved, out, report = contexts(1.0)
-    assert report["oracle_moved"] == report["oracle_retrieved"] == len(samples)
-    assert all(moved.count(p) >= 0.2 * len(samples) for p in (0, 1, 2))
-    for a, b in zip(plain, out, strict=True):  # the same excerpts, only the order differs
-        assert sorted(a["context_ids"]) == sorted(b["context_ids"]) and a["oracle_ids"] == b["oracle_ids"]
-        assert b["messages"][0]["content"] == context_system_message(
-            POLICY.system_prompt, POLICY.company, [index.by_id[i] for i in b["context_ids"]])
-
-
 def test_short_fact_and_teacher_answers_have_the_chunk_they_were_taken_from_as_oracle(tmp_path):
     from slm_pipeline.core.retrieval import index_corpus
 

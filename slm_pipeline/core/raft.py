@@ -11,8 +11,7 @@ feedback and refusal samples carry what the index returns for their question. Ne
 An FAQ row's chunk holds its question word for word, so a model trained on it can learn to find the answer by
 string matching, which fails on a user's own wording (the held-out questions). For `paraphrase_share` of the FAQ
 samples that show an oracle, the row's own chunk is hidden and the oracle is another chunk that states the same
-facts (another FAQ row or a document section; `paraphrase_chunk_ids`), as at serving time. For
-`position_share` of the samples whose oracle was retrieved, it moves to a random position among the excerpts.
+facts (another FAQ row or a document section; `paraphrase_chunk_ids`), as at serving time.
 """
 
 from __future__ import annotations
@@ -95,7 +94,7 @@ def paraphrase_chunk_ids(sample: dict, index: RetrievalIndex, own: set[str],
 def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy: Policy, k: int,
                           oracle_share: float, seed: int = 42,
                           min_score: float | None = None, views: int = 1,
-                          paraphrase_share: float = 0.0, position_share: float = 0.0) -> tuple[list[dict], dict]:
+                          paraphrase_share: float = 0.0) -> tuple[list[dict], dict]:
     """Samples with retrieved context in their system message (see module docstring), and a report.
 
     `views` > 1 repeats every sample that has an oracle with another draw of context: distractors picked from
@@ -104,11 +103,7 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
 
     With `min_score` (retrieval.min_score), refusal samples whose best hit scores below it are marked
     `drop_reason`: `serve` refuses those questions without asking the model, so training the model on them only
-    teaches it to refuse more (measured: false refusals 0.20 with all refusal examples).
-
-    `position_share` of the samples whose oracle retrieval did find get it moved to a random position among the
-    excerpts: the training questions are the index's own (the embedder is even tuned on them), so their oracle is
-    nearly always ranked first, while at serving time the answer is often the second or third excerpt."""
+    teaches it to refuse more (measured: false refusals 0.20 with all refusal examples)."""
     questions = [next(m["content"] for m in s["messages"] if m["role"] == "user") for s in samples]
     oracles = [oracle_chunk_ids(s, index) for s in samples]
     vectors = index.embedder.embed(questions) if questions else None  # once, for both searches below
@@ -142,9 +137,6 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
             if w and not present:
                 hs = _insert_oracle(hs[:-1] if len(hs) >= k else hs, index, oracle, _unit(seed + 1, s["id"]),
                                     ranked=wide.get(i, ()))
-            elif w and _unit(seed + 4, s["id"]) < position_share:
-                hs = _move_oracle(hs, oracle, _unit(seed + 1, s["id"]))
-                counts["oracle_moved"] += 1
             counts["with_oracle" if w else "distractors_only"] += 1
         else:
             counts[f"retrieved_only_{s['source']}"] += 1
@@ -179,20 +171,12 @@ def _insert_oracle(hits: list[Hit], index: RetrievalIndex, oracle: set[str], whe
     return hits
 
 
-def _move_oracle(hits: list[Hit], oracle: set[str], where: float) -> list[Hit]:
-    """`hits` with its best-ranked oracle chunk moved to the position `where` in [0, 1) picks."""
-    hits = list(hits)
-    moved = hits.pop(next(i for i, h in enumerate(hits) if h.chunk.id in oracle))
-    hits.insert(min(int(where * (len(hits) + 1)), len(hits)), moved)
-    return hits
-
-
 def contextualize(samples: Sequence[dict], index: RetrievalIndex, policy: Policy, rcfg,
                   seed: int) -> tuple[list[dict], dict]:
     """add_retrieved_context with the settings of a RetrievalConfig (instruction_pairs and the bench)."""
     return add_retrieved_context(samples, index, policy, rcfg.k, rcfg.oracle_share, seed=seed,
                                  min_score=rcfg.min_score, views=rcfg.context_views,
-                                 paraphrase_share=rcfg.paraphrase_share, position_share=rcfg.oracle_position_share)
+                                 paraphrase_share=rcfg.paraphrase_share)
 
 
 def _with_context(sample: dict, hits: list[Hit], oracle: set[str], policy: Policy) -> dict:

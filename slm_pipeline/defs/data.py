@@ -153,8 +153,9 @@ def anonymized_corpus_no_pii_leak(settings: PipelineSettings,
     kinds={"lancedb", "python"},
     owners=["team:data"],
     description="Chunks of anonymized_corpus (FAQ rows; document sections by heading path, long ones split with "
-    "overlap) embedded with retrieval.embedding_model into an embedded LanceDB table, with a bm25s lexical "
-    "index beside it. instruction_pairs, eval_report and `slm-pipeline serve` retrieve from it.",
+    "overlap) embedded with retrieval.embedding_model, domain-tuned first on the corpus's own questions "
+    "(retrieval.tune_epochs), into an embedded LanceDB table, with a bm25s lexical index beside it. "
+    "instruction_pairs, eval_report and `slm-pipeline serve` retrieve from it.",
 )
 def retrieval_index(
     context: dg.AssetExecutionContext, settings: PipelineSettings, anonymized_corpus: AnonymizedCorpus
@@ -170,7 +171,7 @@ def retrieval_index(
     version = stage.version(anonymized_corpus.version, out_of_scope, policy.company,  # company: tuning questions
                             cfg.retrieval.model_dump(exclude={"enabled", "min_score", "answer_score",
                                                               "scope_threshold", "oracle_share",
-                                                              "oracle_position_share", "paraphrase_share",
+                                                              "paraphrase_share",
                                                               "context_views", "copy_bias"}))
     with stage.folder(version, anonymized_corpus=anonymized_corpus.version, config=cfg.retrieval.model_dump()) as f:
         info = index_corpus(records, cfg.retrieval, f.tmp, gold, progress=context.log.info,
