@@ -332,7 +332,7 @@ def test_copy_bias_makes_the_answer_use_the_retrieved_excerpts_tokens(tiny_index
     large bias every generated token is one of the copy text's tokens, in serve's engine and in eval's batched
     generation alike; rows without a copy text are unbiased."""
     from slm_pipeline.core.engines import ChatEngine
-    from slm_pipeline.core.generation import copy_logit_bias, generate_batch
+    from slm_pipeline.core.generation import TAG_BAN, copy_logit_bias, generate_batch
 
     index = open_index(tiny_index, RetrievalConfig(k=2))
     grounder = Grounder(index, POLICY.system_prompt, POLICY.company, POLICY.refusal, min_score=0.25)
@@ -369,11 +369,11 @@ def test_copy_bias_makes_the_answer_use_the_retrieved_excerpts_tokens(tiny_index
     assert rows[0].text == engine.generate(on.messages, 8, copy_from=words).text
     assert rows[1].text == engine.generate(on.messages, 8).text != rows[0].text
 
-    # An excerpt's anonymization tag is never copied: its own tokens are pushed down, not up.
+    # An excerpt's anonymization tag is never copied: its own tokens are banned, even at a small bias.
     tagged = "Zebra <PERSON_1> quartz"
     bias = copy_logit_bias(encode, tagged, 2.0)
     tag_only = set(encode(" <PERSON_1>")) - set(encode("Zebra quartz"))
-    assert tag_only and all(bias[i] == -2.0 for i in tag_only)
+    assert tag_only and all(bias[i] == TAG_BAN for i in tag_only)
     assert all(bias[i] == 2.0 for i in encode("Zebra quartz"))
     engine.copy_bias = 50.0
     assert not set(new_ids(tagged)) & tag_only

@@ -17,6 +17,8 @@ from .metrics import _PLACEHOLDER_TAG, _mean, _r, placeholder_tags
 __all__ = ["Generation", "copy_bias_processor", "copy_logit_bias", "generate_answer", "generate_batch",
            "latency_summary"]
 
+TAG_BAN = -100.0  # logit added to tokens only anonymization tags have, whatever copy_bias is: never generated
+
 
 @dataclass
 class Generation:
@@ -53,14 +55,15 @@ def _token_clock():
 
 def copy_logit_bias(encode: Callable[[str], Sequence[int]], text: str, bias: float) -> dict[int, float]:
     """Token id -> logit bonus for copy-biased decoding over `text` (the retrieved excerpts): +bias for the tokens
-    of its words, -bias for tokens that only its anonymization tags have (`<PERSON_1>`), so that copying does
-    not favour showing a user a placeholder. `encode`: the runtime's tokenizer, text -> token ids."""
+    of its words, and a ban (TAG_BAN) on tokens that only its anonymization tags have (`<PERSON_1>`): a
+    placeholder is never something to show a user, and -bias alone still let a Syncthing answer copy one.
+    `encode`: the runtime's tokenizer, text -> token ids."""
     tags = placeholder_tags(text)
     favoured = set(encode(_PLACEHOLDER_TAG.sub(" ", text)))
     out = dict.fromkeys(favoured, bias)
     if tags:  # a tag's tokens differ at the start of a line and after a space
         tag_ids = set(encode("\n".join(tags))) | set(encode(" " + " ".join(tags)))
-        out.update(dict.fromkeys(tag_ids - favoured, -bias))
+        out.update(dict.fromkeys(tag_ids - favoured, TAG_BAN))
     return out
 
 
