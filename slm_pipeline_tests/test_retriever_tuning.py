@@ -9,8 +9,8 @@ from conftest import TINY_RECORDS
 from slm_pipeline.config import RetrievalConfig
 from slm_pipeline.core.chunking import chunk_records
 from slm_pipeline.core.embeddings import Embedder, resolve_embedding_model
-from slm_pipeline.core.retrieval import index_corpus, open_index
-from slm_pipeline.core.retriever_tuning import chunk_texts, tune_embedder, tuning_pairs
+from slm_pipeline.core.retrieval import chunk_texts, index_corpus, open_index
+from slm_pipeline.core.retriever_tuning import tune_embedder, tuning_pairs
 
 CHATS = [
     {"id": "chat-1", "kind": "chat", "messages": [

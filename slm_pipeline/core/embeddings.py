@@ -35,20 +35,21 @@ class Embedder:
         self.model = AutoModel.from_pretrained(self.folder).to(device).eval()
         self.dim = int(self.model.config.hidden_size)
 
+    def pooled(self, texts: Sequence[str]):
+        """Unit-length sentence vectors of one batch, on the model's device, with gradients (embedder tuning)."""
+        import torch
+
+        batch = self.tokenizer([t or " " for t in texts], padding=True, truncation=True, max_length=256,
+                               return_tensors="pt").to(self.device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+
     def embed(self, texts: Sequence[str], batch_size: int = 32):
         import torch
 
-        out = []
-        for i in range(0, len(texts), batch_size):
-            batch = self.tokenizer(
-                [t or " " for t in texts[i: i + batch_size]], padding=True, truncation=True, max_length=256,
-                return_tensors="pt",
-            ).to(self.device)
-            with torch.no_grad():
-                hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(vec, dim=-1).cpu())
+        with torch.no_grad():
+            out = [self.pooled(texts[i: i + batch_size]).cpu() for i in range(0, len(texts), batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.dim)
 
     def similarity(self, a: Sequence[str], b: Sequence[str]) -> list[float]:

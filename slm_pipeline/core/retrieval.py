@@ -25,8 +25,8 @@ from .progress import Progress
 
 os.environ.setdefault("LANCE_LOG", "error")  # lance logs a WARN for every new table
 
-__all__ = ["Hit", "RetrievalIndex", "build_index", "context_system_message", "excerpt_text", "fact_recall", "TABLE",
-           "without_weakest_excerpt"]
+__all__ = ["Hit", "RetrievalIndex", "build_index", "chunk_texts", "context_system_message", "excerpt_text",
+           "fact_recall", "TABLE", "without_weakest_excerpt"]
 
 TABLE = "chunks"
 CONTEXT_HEADER = "Use these excerpts from {company}'s help center to answer:"
@@ -59,7 +59,7 @@ def context_system_message(system_prompt: str, company: str, hits: Sequence[Hit 
 
 def excerpt_text(hits: Sequence[Hit | Chunk]) -> str:
     """The excerpts' titles, headings and text: what copy-biased decoding favours (retrieval.copy_bias)."""
-    return "\n".join(f"{c.label}\n{c.text}" for c in (h.chunk if isinstance(h, Hit) else h for h in hits))
+    return "\n".join(chunk_texts([h.chunk if isinstance(h, Hit) else h for h in hits]))
 
 
 def without_weakest_excerpt(sample: dict, chunks_by_id: dict[str, Chunk], system_prompt: str,
@@ -77,8 +77,9 @@ def without_weakest_excerpt(sample: dict, chunks_by_id: dict[str, Chunk], system
     return {**sample, "messages": [{"role": "system", "content": system}, *sample["messages"][1:]], "context_ids": ids}
 
 
-def _embed_text(c: Chunk) -> str:
-    return f"{c.label}\n{c.text}"
+def chunk_texts(chunks: Sequence[Chunk]) -> list[str]:
+    """What the index embeds (and BM25 reads) for each chunk: its label, then its text."""
+    return [f"{c.label}\n{c.text}" for c in chunks]
 
 
 def _bm25_tokens(texts: list[str]):
@@ -100,7 +101,7 @@ def build_index(chunks: list[Chunk], embedder, out_dir: Path, settings: dict, pr
     shown = Progress(len(chunks), progress, "embedded", every_s=0, unit="chunks")
     for i in range(0, len(chunks), step):
         batch = chunks[i:i + step]
-        vectors.append(embedder.embed([_embed_text(c) for c in batch]))
+        vectors.append(embedder.embed(chunk_texts(batch)))
         shown.step(len(batch))
     import torch
 
@@ -108,7 +109,7 @@ def build_index(chunks: list[Chunk], embedder, out_dir: Path, settings: dict, pr
     rows = [{**c.as_dict(), "vector": v.tolist()} for c, v in zip(chunks, matrix, strict=True)]
     lancedb.connect(str(out_dir / "lancedb")).create_table(TABLE, data=rows, mode="overwrite")
     bm25 = bm25s.BM25()
-    bm25.index(_bm25_tokens([_embed_text(c) for c in chunks]), show_progress=False)
+    bm25.index(_bm25_tokens(chunk_texts(chunks)), show_progress=False)
     bm25.save(str(out_dir / "bm25"))
     model = Path(embedder.folder)  # a tuned embedder inside the index is stored relative: the index can move
     model = model.relative_to(out_dir) if model.is_relative_to(out_dir) else model
@@ -219,7 +220,7 @@ def _tune(records: list[dict], chunks: list[Chunk], embedder, rcfg, company: str
           gold: Sequence[dict], progress) -> dict:
     """Tune `embedder` on the corpus's own questions (core/retriever_tuning.py) and save it as `out_dir/embedder`
     (the index then loads it); the report has the gold recall of the untuned model for comparison."""
-    from .retriever_tuning import chunk_texts, tune_embedder, tuning_pairs
+    from .retriever_tuning import tune_embedder, tuning_pairs
 
     untuned = embedder.embed(chunk_texts(chunks))
     pairs = tuning_pairs(records, chunks, untuned, embedder, company, rcfg.tune_chat_min_score)

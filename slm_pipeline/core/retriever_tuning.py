@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from .chunking import Chunk
 from .doc_questions import doc_question, fact_questions
 from .progress import Progress
+from .retrieval import chunk_texts  # what the index embeds: tuning sees exactly what search compares
 
-__all__ = ["TuningPair", "chunk_texts", "tune_embedder", "tuning_pairs"]
+__all__ = ["TuningPair", "tune_embedder", "tuning_pairs"]
 
 _SCALE = 20.0  # cosine -> logit scale of the contrastive loss (sentence-transformers' default)
 _MIN_CHAT_WORDS = 5  # "ok thanks" and "yes" are not questions
@@ -36,11 +37,6 @@ class TuningPair:
     query: str
     chunk: int  # index into the chunk list
     source: str  # faq | doc | doc_fact | chat
-
-
-def chunk_texts(chunks: Sequence[Chunk]) -> list[str]:
-    """What the index embeds for each chunk (label + text), so tuning sees exactly what search compares."""
-    return [f"{c.label}\n{c.text}" for c in chunks]
 
 
 def tuning_pairs(records: Sequence[dict], chunks: Sequence[Chunk], chunk_vectors, embedder, company: str,
@@ -78,19 +74,13 @@ def tune_embedder(embedder, chunks: Sequence[Chunk], pairs: Sequence[TuningPair]
     import torch
 
     texts = chunk_texts(chunks)
-    model, tok = embedder.model, embedder.tokenizer
+    model = embedder.model
     torch.manual_seed(seed)
     rng = random.Random(seed)
     order = list(pairs)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     steps = epochs * -(-len(order) // batch_size)
     shown = Progress(steps, progress, "embedder tuning", unit="steps")
-
-    def encode(batch: list[str]):
-        enc = tok(batch, padding=True, truncation=True, max_length=256, return_tensors="pt").to(embedder.device)
-        hidden = model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
 
     t0 = time.perf_counter()
     epoch_loss: list[float] = []
@@ -103,7 +93,8 @@ def tune_embedder(embedder, chunks: Sequence[Chunk], pairs: Sequence[TuningPair]
                 batch = order[s:s + batch_size]
                 columns = sorted({p.chunk for p in batch})  # one column per distinct chunk
                 target = torch.tensor([columns.index(p.chunk) for p in batch], device=embedder.device)
-                logits = _SCALE * encode([p.query for p in batch]) @ encode([texts[j] for j in columns]).T
+                logits = _SCALE * embedder.pooled([p.query for p in batch]) @ embedder.pooled(
+                    [texts[j] for j in columns]).T
                 loss = torch.nn.functional.cross_entropy(logits, target)
                 opt.zero_grad()
                 loss.backward()
