@@ -229,9 +229,11 @@ class RetrievalConfig(_Section):
         "CPU cores for the demo (378 pairs), ~4 min for Syncthing (1,106). 0 = use the embedding model as it is.",
     )
     tune_learning_rate: float = Field(2e-5, gt=0.0, description="AdamW learning rate of embedder tuning.")
-    tune_chat_min_score: float = Field(
-        0.5, ge=-1.0, le=1.0, description="Embedder tuning: a chat's customer turn is paired with the chunk most "
-        "similar to the agent's reply when that cosine similarity is at least this (else the turn is not used).",
+    chat_min_score: float = Field(
+        0.5, ge=-1.0, le=1.0, description="A support-chat reply restates the chunk most similar to it when their "
+        "cosine similarity is at least this. That chunk is the embedder-tuning target of the customer's question "
+        "and an oracle of the chat's RAFT sample (shown for oracle_share of the chats, like an FAQ row's own "
+        "chunk); below it, the turn is not paired and the chat sample carries what the index returns.",
     )
     k: int = Field(3, ge=1, le=20, description="Chunks put in front of the model per question (recall@k vs prompt length).")
     candidates: int = Field(20, ge=1, description="Hits fetched from each retriever before fusion.")

@@ -5,8 +5,10 @@ for its first user question: exactly what `serve` and the eval '+rag' variants s
 whose answer came from known chunks (an FAQ row, a document section) those "oracle" chunks are in the context
 for `oracle_share` of the samples (deterministic per sample id), put in place of the lowest-ranked hit when
 retrieval missed them, and removed (distractors only) for the rest, so the model learns to use the right
-excerpt when it is there without learning that an answer must be copied from whatever is there. Chats,
-feedback and refusal samples carry what the index returns for their question. Never imports dagster.
+excerpt when it is there without learning that an answer must be copied from whatever is there. A support
+chat's oracles are the chunks its agent replies restate (`chat_oracle_ids`): the customer's own wording, answered
+from an excerpt that shares few of its words. Feedback and refusal samples, and chats whose replies restate no
+chunk, carry what the index returns for their question. Never imports dagster.
 
 An FAQ row's chunk holds its question word for word, so a model trained on it can learn to find the answer by
 string matching, which fails on a user's own wording (the held-out questions). For `paraphrase_share` of the FAQ
@@ -24,7 +26,8 @@ from collections.abc import Sequence
 from .policy import Policy
 from .retrieval import Hit, RetrievalIndex, context_system_message
 
-__all__ = ["add_retrieved_context", "chunk_terms", "contextualize", "oracle_chunk_ids", "paraphrase_chunk_ids"]
+__all__ = ["add_retrieved_context", "chat_oracle_ids", "chunk_terms", "contextualize", "oracle_chunk_ids",
+           "paraphrase_chunk_ids"]
 
 _WORD = re.compile(r"\w+")
 _NUMBER = re.compile(r"\d(?:[\d,.:]*\d)?")
@@ -62,6 +65,20 @@ def oracle_chunk_ids(sample: dict, index: RetrievalIndex) -> set[str]:
     return {best} if best is not None and best_share >= 0.8 else set()
 
 
+def chat_oracle_ids(samples: Sequence[dict], index: RetrievalIndex, min_score: float) -> list[set[str]]:
+    """Per sample: for a chat, the chunks its assistant replies restate (each reply's best hit, when its cosine is
+    at least `min_score`; retrieval.chat_min_score, the same rule embedder tuning pairs customer turns by);
+    empty for every other sample. Without them a chat's context held the chunk its answer came from for only
+    two in three demo chats, which trains answering from memory."""
+    replies = [(i, m["content"]) for i, s in enumerate(samples) if s["source"] == "chat"
+               for m in s["messages"] if m["role"] == "assistant" and m["content"].strip()]
+    out: list[set[str]] = [set() for _ in samples]
+    for (i, _), hits in zip(replies, index.search_many([r for _, r in replies], k=1), strict=True):
+        if hits and hits[0].score >= min_score:
+            out[i].add(hits[0].chunk.id)
+    return out
+
+
 def _answer(sample: dict) -> str:
     return " ".join(m["content"] for m in sample["messages"] if m["role"] == "assistant")
 
@@ -94,7 +111,8 @@ def paraphrase_chunk_ids(sample: dict, index: RetrievalIndex, own: set[str],
 def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy: Policy, k: int,
                           oracle_share: float, seed: int = 42,
                           min_score: float | None = None, views: int = 1,
-                          paraphrase_share: float = 0.0) -> tuple[list[dict], dict]:
+                          paraphrase_share: float = 0.0,
+                          chat_min_score: float | None = None) -> tuple[list[dict], dict]:
     """Samples with retrieved context in their system message (see module docstring), and a report.
 
     `views` > 1 repeats every sample that has an oracle with another draw of context: distractors picked from
@@ -103,9 +121,13 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
 
     With `min_score` (retrieval.min_score), refusal samples whose best hit scores below it are marked
     `drop_reason`: `serve` refuses those questions without asking the model, so training the model on them only
-    teaches it to refuse more (measured: false refusals 0.20 with all refusal examples)."""
+    teaches it to refuse more (measured: false refusals 0.20 with all refusal examples).
+
+    With `chat_min_score` (retrieval.chat_min_score), chats get oracles too (`chat_oracle_ids`)."""
     questions = [next(m["content"] for m in s["messages"] if m["role"] == "user") for s in samples]
     oracles = [oracle_chunk_ids(s, index) for s in samples]
+    if chat_min_score is not None:
+        oracles = [o | c for o, c in zip(oracles, chat_oracle_ids(samples, index, chat_min_score), strict=True)]
     vectors = index.embedder.embed(questions) if questions else None  # once, for both searches below
     with_oracle = [bool(o) and _unit(seed, s["id"]) < oracle_share for s, o in zip(samples, oracles, strict=True)]
     # Samples trained without their oracle get the best hits that are not the oracle.
@@ -176,7 +198,7 @@ def contextualize(samples: Sequence[dict], index: RetrievalIndex, policy: Policy
     """add_retrieved_context with the settings of a RetrievalConfig (instruction_pairs and the bench)."""
     return add_retrieved_context(samples, index, policy, rcfg.k, rcfg.oracle_share, seed=seed,
                                  min_score=rcfg.min_score, views=rcfg.context_views,
-                                 paraphrase_share=rcfg.paraphrase_share)
+                                 paraphrase_share=rcfg.paraphrase_share, chat_min_score=rcfg.chat_min_score)
 
 
 def _with_context(sample: dict, hits: list[Hit], oracle: set[str], policy: Policy) -> dict:

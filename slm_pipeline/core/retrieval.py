@@ -223,7 +223,7 @@ def _tune(records: list[dict], chunks: list[Chunk], embedder, rcfg, company: str
     from .retriever_tuning import tune_embedder, tuning_pairs
 
     untuned = embedder.embed(chunk_texts(chunks))
-    pairs = tuning_pairs(records, chunks, untuned, embedder, company, rcfg.tune_chat_min_score)
+    pairs = tuning_pairs(records, chunks, untuned, embedder, company, rcfg.chat_min_score)
     report = {}
     if gold:
         top = (embedder.embed([g["question"] for g in gold]) @ untuned.T).topk(min(max(rcfg.k, 5), len(chunks)))
