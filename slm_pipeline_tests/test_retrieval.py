@@ -225,6 +225,46 @@ def test_paraphrase_samples_hide_the_rows_own_chunk_and_show_another_with_the_sa
     assert all(s["oracle_ids"] == [f"{s['id']}#c0"] and f"{s['id']}#c0" in s["context_ids"] for s in plain)
 
 
+def test_a_chats_oracle_is_the_chunk_its_reply_restates_and_is_shown_like_an_faq_rows(tmp_path):
+    """A customer's own wording rarely retrieves the chunk the agent answered from; with chat_min_score the chat
+    sample shows that chunk (oracle_share of the chats), so it trains reading the excerpt, not recall."""
+    from slm_pipeline.core.raft import chat_oracle_ids
+    from slm_pipeline.core.retrieval import index_corpus
+
+    rows = {"helmet": ("Do I need a helmet?", "Helmets are not required, but we recommend wearing one."),
+            "refund": ("Can I get a refund?", "Unused passes are refunded within 14 days of purchase."),
+            "range": ("How far does an e-bike go?", "An e-bike goes up to 60 km on a full battery."),
+            "lost": ("I lost my bag on a bike.", "Found items are kept for 30 days at our depot."),
+            "student": ("Is there a student price?", "Students pay 9 euros per month with a student email."),
+            "hours": ("When is support open?", "Chat and phone support is open from 7:00 to 22:00.")}
+    records = [{"id": f"faq.csv#{name}", "kind": "faq", "meta": {}, "messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for name, (q, a) in rows.items()]
+    index_corpus(records, RetrievalConfig(tune_epochs=0), tmp_path)
+    index = open_index(tmp_path, RetrievalConfig(k=3))
+
+    def chat(cid, question, reply):
+        return {"id": cid, "source": "chat", "messages": [{"role": "system", "content": "x"},
+                {"role": "user", "content": question}, {"role": "assistant", "content": reply}]}
+
+    samples = [chat("chat-1", "my kid rides tomorrow, does she need anything on her head?",
+                    "No, helmets are not required, though we recommend wearing one."),
+               chat("chat-2", "left my sunglasses in the basket this morning, any hope?",
+                    "If you lost a bag or anything on a bike: found items are kept for 30 days at our depot."),
+               chat("chat-3", "hello?", "Thanks for waiting, I have passed this on to my colleague.")]
+    assert chat_oracle_ids(samples, index, min_score=0.5) == [{"faq.csv#helmet#c0"}, {"faq.csv#lost#c0"}, set()]
+
+    shown, report = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=1.0, seed=1, chat_min_score=0.5)
+    hidden, _ = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=0.0, seed=1, chat_min_score=0.5)
+    for s, h, oracle in zip(shown[:2], hidden[:2], ["faq.csv#helmet#c0", "faq.csv#lost#c0"], strict=True):
+        assert s["oracle_ids"] == [oracle] and oracle in s["context_ids"] and len(s["context_ids"]) == 3
+        assert h["oracle_ids"] == [] and oracle not in h["context_ids"]  # distractors only
+    assert report["with_oracle"] == 2 and report["retrieved_only_chat"] == 1 and shown[2]["oracle_ids"] == []
+    assert [s["messages"][1:] for s in shown] == [s["messages"][1:] for s in samples]  # only the context changes
+    # Without chat_min_score a chat carries what its question retrieves, as before.
+    _, plain = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=1.0, seed=1)
+    assert plain["retrieved_only_chat"] == 3
+
+
 def test_no_gold_question_or_answer_becomes_a_chunk_or_a_pair(tmp_path):
     """The demo corpus and the gold file: nothing of the gold set is indexed or trained on."""
     gold = load_gold(PROJECT_ROOT / "assets" / "gold" / "gold_qa.jsonl")
