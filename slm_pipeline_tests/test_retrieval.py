@@ -258,7 +258,8 @@ def test_a_chats_oracle_is_the_chunk_its_reply_restates_and_is_shown_like_an_faq
     for s, h, oracle in zip(shown[:2], hidden[:2], ["faq.csv#helmet#c0", "faq.csv#lost#c0"], strict=True):
         assert s["oracle_ids"] == [oracle] and oracle in s["context_ids"] and len(s["context_ids"]) == 3
         assert h["oracle_ids"] == [] and oracle not in h["context_ids"]  # distractors only
-    assert report["with_oracle"] == 2 and report["retrieved_only_chat"] == 1 and shown[2]["oracle_ids"] == []
+    assert report["with_oracle"] == 2 and report["chats_with_restated_chunk"] == 2
+    assert report["retrieved_only_chat"] == 1 and shown[2]["oracle_ids"] == []
     assert [s["messages"][1:] for s in shown] == [s["messages"][1:] for s in samples]  # only the context changes
     # Without chat_min_score a chat carries what its question retrieves, as before.
     _, plain = add_retrieved_context(samples, index, POLICY, k=3, oracle_share=1.0, seed=1)

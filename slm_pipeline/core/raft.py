@@ -179,6 +179,8 @@ def add_retrieved_context(samples: Sequence[dict], index: RetrievalIndex, policy
     n_oracle = counts["with_oracle"] + counts["distractors_only"]
     report = {**counts, "k": k, "views": views, "oracle_share_configured": oracle_share,
               "paraphrase_share_configured": paraphrase_share, "with_paraphrase_oracle": len(paraphrase_rows),
+              "chats_with_restated_chunk": sum(bool(o) for s, o in zip(samples, oracles, strict=True)
+                                               if s["source"] == "chat"),
               "oracle_share_actual": round(counts["with_oracle"] / n_oracle, 4) if n_oracle else None}
     return out, report
 
