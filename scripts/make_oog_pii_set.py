@@ -6,7 +6,7 @@ providers) and no street/city comes from a list the recognizers were written wit
 many naming traditions and filtered against the detector's lexicon; streets, cities and postcodes come from
 Faker *address* providers (which the detector does not load) of non-English locales, composed into multi-line
 local formats with apartments, regions and countries; sentences are hand-written support messages that share
-no template with core/pii_eval.py.
+no template with the synthetic set (slm_pipeline/data/pii_eval_templates.yaml).
 
     .venv/bin/python scripts/make_oog_pii_set.py [--seed 14] [--out slm_pipeline/data/pii_out_of_gazetteer.jsonl]
 """
